@@ -1,0 +1,134 @@
+"""`export-consumer run | dev`: every setting is a flag as well as an `EXPORT_*` variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from consumer.broker import EmbeddedBroker
+from consumer.errors import SettingsError
+from consumer.logs import configure_logging
+from consumer.service import ExportService
+from consumer.settings import Settings, env_name, flag_name, load_settings
+from consumer.topics import service_topics
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+EXIT_BAD_SETTING = 2
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also an EXPORT_* variable)")
+    for name, field in Settings.model_fields.items():
+        group.add_argument(
+            flag_name(name),
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help=f"{env_name(name)}, default {field.default!s}",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="export-consumer", description="Turns Kafka record batches into files, on request."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="join the group on the request topic and work until SIGTERM")
+    _add_setting_flags(run)
+    dev = commands.add_parser(
+        "dev", help="the service on the embedded broker (loopback); Ctrl-C stops both"
+    )
+    dev.add_argument(
+        "--demo",
+        action="store_true",
+        help="run `seed-export --batch` against it once ready, then stop; exit status is the demo's",
+    )
+    _add_setting_flags(dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    demo = bool(args.pop("demo", False))
+    flags = {k: str(v) for k, v in args.items()}
+    if command == "dev" and "enable_idempotence" not in flags and env_name("enable_idempotence") not in os.environ:
+        # The embedded broker has no InitProducerId; real Kafka keeps the default (on).
+        flags["enable_idempotence"] = "false"
+    try:
+        settings = load_settings(flags)
+    except SettingsError as exc:
+        print(f"export-consumer: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    configure_logging(settings.log_level.value)
+    if command == "run":
+        return asyncio.run(_serve(settings))
+    return _dev(settings, demo=demo)
+
+
+async def _serve(settings: Settings) -> int:
+    service = ExportService(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.request_stop)
+    await service.run()
+    return 0
+
+
+def _dev(settings: Settings, *, demo: bool) -> int:
+    host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    with EmbeddedBroker(host or "127.0.0.1", int(port)):
+        return asyncio.run(_dev_session(settings, demo=demo))
+
+
+async def _dev_session(settings: Settings, *, demo: bool) -> int:
+    from consumer.topics import ensure_topics  # noqa: PLC0415 - admin client only for dev
+
+    await ensure_topics(settings, service_topics(settings))
+    service = ExportService(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.request_stop)
+    serving = asyncio.create_task(service.run())
+    await service.started.wait()
+    metrics_host = "127.0.0.1" if settings.metrics_host == "0.0.0.0" else settings.metrics_host  # noqa: S104
+    print(
+        f"export-consumer dev: broker {settings.bootstrap_servers}, "
+        f"outputs {service.store.root}, metrics http://{metrics_host}:{service.metrics_port}/metrics"
+        + ("" if demo else " (Ctrl-C stops)"),
+        flush=True,
+    )
+    status = 0
+    if demo:
+        status = await _run_demo(settings)
+        service.request_stop()
+    await serving
+    return status
+
+
+async def _run_demo(settings: Settings) -> int:
+    env = dict(os.environ)
+    env[env_name("bootstrap_servers")] = settings.bootstrap_servers
+    env[env_name("request_topic")] = settings.request_topic
+    env[env_name("result_topic")] = settings.result_topic
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "producer_tools.seed", "--batch", env=env
+    )
+    try:
+        return await process.wait()
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

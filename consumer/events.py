@@ -1,0 +1,279 @@
+"""The wire format: JSON and the schemas live here, typed structs everywhere else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from consumer.errors import InvalidRequest, PoisonMessage
+from consumer.structs import (
+    ExportFormat,
+    ExportOptions,
+    ExportRequest,
+    ExportResult,
+    Orientation,
+    OutputFile,
+    ResultStatus,
+    SourceRange,
+)
+
+REQUEST_SCHEMA = "export-request.schema.json"
+RESULT_SCHEMA = "export-result.schema.json"
+EXPORT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _schema_text(name: str) -> str:
+    packaged = resources.files("consumer").joinpath("schemas", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    # Editable installs run from the checkout, where schemas/ sits beside the package.
+    return (Path(__file__).resolve().parent.parent / "schemas" / name).read_text(encoding="utf-8")
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """A compiled validator for one of the files in `schemas/`."""
+    schema = json.loads(_schema_text(name))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _field_path(path: Any) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".")
+
+
+def _describe(error: ValidationError) -> str:
+    """One line that starts with the offending field, e.g. `options.rows_per_page: ...`."""
+    where = _field_path(error.absolute_path)
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        field = ".".join(filter(None, [where, missing[0]]))
+        return f"{field}: is required"
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        unknown = sorted(name for name in error.instance if name not in known)
+        return f"{where or 'request'}: unknown field {', '.join(map(repr, unknown))}"
+    return f"{where or 'request'}: {error.message}"
+
+
+def parse_envelope(value: bytes | None) -> tuple[str, dict[str, Any]]:
+    """The request's `export_id` and JSON object, or `PoisonMessage` when there is no valid id."""
+    if value is None:
+        raise PoisonMessage("request has no value")
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(f"request is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise PoisonMessage(f"request is a JSON {type(payload).__name__}, not an object")
+    export_id = payload.get("export_id")
+    if not isinstance(export_id, str) or not EXPORT_ID_PATTERN.fullmatch(export_id):
+        raise PoisonMessage(
+            f"export_id {export_id!r} does not match {EXPORT_ID_PATTERN.pattern}"
+        )
+    return export_id, payload
+
+
+def declared_format(payload: dict[str, Any]) -> ExportFormat | None:
+    """The request's format when it names a known one, for failure events and metrics."""
+    try:
+        return ExportFormat(payload.get("format"))
+    except ValueError:
+        return None
+
+
+def decode_request(payload: dict[str, Any]) -> ExportRequest:
+    """Validate a request object against the schema; `InvalidRequest` names the field."""
+    error = best_match(validator(REQUEST_SCHEMA).iter_errors(payload))
+    if error is not None:
+        raise InvalidRequest(_describe(error))
+    src = payload["source"]
+    if src["end_offset"] < src["start_offset"]:
+        raise InvalidRequest(
+            f"source.end_offset: {src['end_offset']} is before "
+            f"source.start_offset {src['start_offset']}"
+        )
+    raw_options = payload.get("options", {})
+    options = ExportOptions(
+        **{k: v for k, v in raw_options.items() if k != "orientation"},
+        orientation=Orientation(raw_options.get("orientation", Orientation.AUTO.value)),
+    )
+    source = SourceRange(
+        topic=src["topic"],
+        partition=src["partition"],
+        start_offset=src["start_offset"],
+        end_offset=src["end_offset"],
+        key=src.get("key"),
+    )
+    request = ExportRequest(
+        export_id=payload["export_id"],
+        format=ExportFormat(payload["format"]),
+        columns=tuple(payload["columns"]),
+        source=source,
+        requested_by=payload.get("requested_by"),
+        title=payload.get("title"),
+        options=options,
+    )
+    return _with_fingerprint(request)
+
+
+def _with_fingerprint(request: ExportRequest) -> ExportRequest:
+    # requested_by does not shape the output: the same export asked for by another
+    # person is a replay, not a conflict.
+    shaping = {
+        "format": request.format.value,
+        "columns": request.columns,
+        "source": _source_json(request.source, with_key=True),
+        "title": request.title,
+        "options": {
+            "delimiter": request.options.delimiter,
+            "header": request.options.header,
+            "bom": request.options.bom,
+            "escape_formulas": request.options.escape_formulas,
+            "rows_per_page": request.options.rows_per_page,
+            "orientation": request.options.orientation.value,
+            "max_bad_records": request.options.max_bad_records,
+        },
+    }
+    digest = hashlib.sha256(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return ExportRequest(
+        export_id=request.export_id,
+        format=request.format,
+        columns=request.columns,
+        source=request.source,
+        requested_by=request.requested_by,
+        title=request.title,
+        options=request.options,
+        fingerprint=digest,
+    )
+
+
+def _source_json(source: SourceRange, *, with_key: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "topic": source.topic,
+        "partition": source.partition,
+        "start_offset": source.start_offset,
+        "end_offset": source.end_offset,
+    }
+    if with_key and source.key is not None:
+        out["key"] = source.key
+    return out
+
+
+def result_json(result: ExportResult) -> dict[str, Any]:
+    """The result as the contract's JSON object."""
+    out: dict[str, Any] = {"export_id": result.export_id, "status": result.status.value}
+    if result.format is not None:
+        out["format"] = result.format.value
+    out["records"] = result.records
+    out["bytes"] = result.bytes
+    if result.output is not None:
+        out["output"] = {"uri": result.output.uri, "sha256": result.output.sha256}
+    if result.source is not None:
+        out["source"] = _source_json(result.source)
+    out["skipped"] = result.skipped
+    if result.error is not None:
+        error: dict[str, Any] = {
+            "reason": result.error.reason.value,
+            "message": result.error.message,
+        }
+        if result.error.offset is not None:
+            error["offset"] = result.error.offset
+        out["error"] = error
+    out["duration_ms"] = round(result.duration_ms, 1)
+    out["finished_at"] = result.finished_at
+    out["replayed"] = result.replayed
+    return out
+
+
+def encode_result(result: ExportResult) -> bytes:
+    """The result event's message value."""
+    return orjson.dumps(result_json(result))
+
+
+def decode_json(value: bytes) -> Any:
+    """Parse a JSON message value (result events, manifests)."""
+    return orjson.loads(value)
+
+
+def encode_json(value: Any) -> bytes:
+    """Serialise a JSON value compactly."""
+    return orjson.dumps(value)
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """`2026-11-28T16:00:00.000Z`: the contract's time format."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """The records of one source message, and what could not be used."""
+
+    records: list[dict[str, Any]]
+    bad: int = 0
+    """Records (or the whole message, counted as one) that are not objects."""
+    problem: str | None = None
+    """What was wrong with the first bad record."""
+
+
+def decode_batch(value: bytes | None) -> DecodedBatch:
+    """A source message as records: a JSON object, or an array of objects."""
+    if value is None:
+        return DecodedBatch([], bad=1, problem="message has no value (tombstone)")
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return DecodedBatch([], bad=1, problem=f"message is not JSON: {exc}")
+    if isinstance(payload, dict):
+        return DecodedBatch([payload])
+    if not isinstance(payload, list):
+        return DecodedBatch(
+            [], bad=1, problem=f"message is a JSON {type(payload).__name__}, not an object or array"
+        )
+    records = [item for item in payload if isinstance(item, dict)]
+    bad = len(payload) - len(records)
+    if bad == 0:
+        return DecodedBatch(records)
+    index = next(i for i, item in enumerate(payload) if not isinstance(item, dict))
+    return DecodedBatch(
+        records, bad=bad, problem=f"item {index} of the batch is not an object"
+    )
+
+
+def replayed_result(data: dict[str, Any]) -> ExportResult:
+    """A stored completed result (as `result_json` wrote it), marked as a replay."""
+    src = data["source"]
+    return ExportResult(
+        export_id=data["export_id"],
+        status=ResultStatus.COMPLETED,
+        finished_at=data["finished_at"],
+        duration_ms=data["duration_ms"],
+        format=ExportFormat(data["format"]),
+        source=SourceRange(
+            topic=src["topic"],
+            partition=src["partition"],
+            start_offset=src["start_offset"],
+            end_offset=src["end_offset"],
+        ),
+        records=data["records"],
+        bytes=data["bytes"],
+        skipped=data["skipped"],
+        output=OutputFile(uri=data["output"]["uri"], sha256=data["output"]["sha256"]),
+        replayed=True,
+    )

@@ -1,0 +1,121 @@
+"""Publishes result events and dead letters, returning only once the broker acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from consumer.events import encode_result
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from aiokafka.structs import ConsumerRecord
+
+    from consumer.errors import ExportError
+    from consumer.settings import Settings
+    from consumer.structs import ExportResult
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class ResultPublisher:
+    """One producer (acks=all) for the result and dead-letter topics.
+
+    A send that fails is retried with backoff until it is acknowledged or the
+    caller is cancelled: a request's offset is committed only after its result
+    is acknowledged, so giving up would lose the result.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            **settings.kafka_client_options(),
+            acks="all",
+            enable_idempotence=settings.enable_idempotence,
+            linger_ms=0,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush what is pending and close; safe to call twice."""
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def publish_result(self, result: ExportResult) -> None:
+        await self._send(
+            self._settings.result_topic,
+            encode_result(result),
+            key=result.export_id.encode(),
+            headers=[],
+            what=f"result of {result.export_id}",
+        )
+
+    async def publish_dead_letter(
+        self, message: ConsumerRecord[bytes, bytes], error: ExportError
+    ) -> None:
+        """Copy a request that has no usable export_id, unchanged, with why in headers."""
+        headers = [
+            ("error.reason", error.reason.value.encode()),
+            ("error.message", error.message.encode()),
+            ("source.topic", message.topic.encode()),
+            ("source.partition", str(message.partition).encode()),
+            ("source.offset", str(message.offset).encode()),
+        ]
+        await self._send(
+            self._settings.dlq_topic,
+            message.value,
+            key=message.key,
+            headers=headers,
+            what=f"dead letter from offset {message.offset}",
+        )
+
+    async def _send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        what: str,
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            except KafkaError as exc:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                log.warning(
+                    "publishing %s failed (%s), retrying in %.1fs",
+                    what,
+                    exc,
+                    delay,
+                    extra={"event": "publish_retry", "topic": topic},
+                )
+                await asyncio.sleep(delay)
+            else:
+                return

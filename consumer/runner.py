@@ -1,0 +1,198 @@
+"""Runs one export from a validated request to its result; the one place errors become results."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from consumer.errors import BadRecord, Conflict, ExportError, ExportTimeout
+from consumer.events import decode_batch, replayed_result, result_json, utc_timestamp
+from consumer.keyed_locks import KeyedLocks
+from consumer.source import SourceReader
+from consumer.store import Manifest
+from consumer.structs import (
+    ExportFormat,
+    ExportResult,
+    Failure,
+    OutputFile,
+    ResultStatus,
+    SourceRange,
+)
+from consumer.writers import writer_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from aiokafka.structs import ConsumerRecord
+
+    from consumer.settings import Settings
+    from consumer.store import OutputStore
+    from consumer.structs import ExportRequest
+    from consumer.writers import Writer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts kept while an export runs."""
+
+    records: int = 0
+    skipped: int = 0
+
+
+def failed_result(
+    export_id: str,
+    error: ExportError,
+    *,
+    fmt: ExportFormat | None,
+    source: SourceRange | None,
+    duration_ms: float,
+    tally: Tally | None = None,
+) -> ExportResult:
+    """The failure event for an export, named by the error's reason and offset."""
+    return ExportResult(
+        export_id=export_id,
+        status=ResultStatus.FAILED,
+        finished_at=utc_timestamp(),
+        duration_ms=duration_ms,
+        format=fmt,
+        source=source,
+        records=tally.records if tally else 0,
+        skipped=tally.skipped if tally else 0,
+        error=Failure(reason=error.reason, message=error.message, offset=error.offset),
+    )
+
+
+async def run_off_loop(func: Callable[[], T]) -> T:
+    """Run CPU work in a thread; on cancel, wait for it so no one touches its files after."""
+    future = asyncio.get_running_loop().run_in_executor(None, func)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # The thread cannot be interrupted; let it finish its batch before unwinding.
+        await asyncio.wait([future])
+        raise
+
+
+def write_messages(
+    writer: Writer,
+    messages: Sequence[ConsumerRecord[bytes, bytes]],
+    tally: Tally,
+    max_bad_records: int,
+) -> None:
+    """Decode a fetch's messages and write their records (runs off the loop)."""
+    for message in messages:
+        batch = decode_batch(message.value)
+        if batch.bad:
+            tally.skipped += batch.bad
+            if tally.skipped > max_bad_records:
+                raise BadRecord(
+                    f"bad record at offset {message.offset}: {batch.problem} "
+                    f"({tally.skipped} bad, max_bad_records is {max_bad_records})",
+                    offset=message.offset,
+                )
+            log.warning(
+                "skipped bad record: %s",
+                batch.problem,
+                extra={"event": "record_skipped", "offset": message.offset},
+            )
+        if batch.records:
+            writer.write_records(batch.records)
+            tally.records += len(batch.records)
+
+
+class ExportRunner:
+    """Turns a request into a result: replay, conflict, read, write, store."""
+
+    def __init__(self, settings: Settings, store: OutputStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._locks = KeyedLocks()
+
+    async def run(self, request: ExportRequest) -> ExportResult:
+        """Never raises for a failed export: the failure is the result."""
+        started = time.monotonic()
+        tally = Tally()
+        error: ExportError
+        try:
+            # One export per id at a time: a replay waits for the first to finish.
+            async with self._locks.hold(request.export_id):
+                async with asyncio.timeout(self._settings.timeout_s) as deadline:
+                    return await self._export(request, started, tally)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            error = ExportTimeout(
+                f"deadline of {self._settings.timeout_s:g}s passed with {tally.records} records "
+                f"written; the range {request.source.start_offset}..{request.source.end_offset} "
+                "was not fully read"
+            )
+        except ExportError as exc:
+            error = exc
+        except Exception as exc:  # the one broad handler: anything else is `internal`
+            log.exception("export failed", extra={"export_id": request.export_id})
+            error = ExportError(f"internal error: {type(exc).__name__}: {exc}")
+        return failed_result(
+            request.export_id,
+            error,
+            fmt=request.format,
+            source=request.source,
+            duration_ms=(time.monotonic() - started) * 1000,
+            tally=tally,
+        )
+
+    async def _export(self, request: ExportRequest, started: float, tally: Tally) -> ExportResult:
+        manifest = self._store.manifest(request.export_id)
+        if manifest is not None:
+            if manifest.fingerprint != request.fingerprint:
+                raise Conflict(
+                    f"export_id {request.export_id!r} already has an output "
+                    f"({manifest.file_name}) made from a different request"
+                )
+            return replayed_result(manifest.result)
+
+        writer = writer_for(request)
+        async with SourceReader(self._settings, request.source) as reader:
+            with self._store.stage(request.export_id, request.format) as staged:
+                writer.begin(staged)
+                async for messages in reader.batches():
+                    await run_off_loop(
+                        functools.partial(
+                            write_messages,
+                            writer,
+                            messages,
+                            tally,
+                            request.options.max_bad_records,
+                        )
+                    )
+                await run_off_loop(writer.finish)
+                await run_off_loop(staged.commit)
+
+        result = ExportResult(
+            export_id=request.export_id,
+            status=ResultStatus.COMPLETED,
+            finished_at=utc_timestamp(),
+            duration_ms=(time.monotonic() - started) * 1000,
+            format=request.format,
+            source=request.source,
+            records=tally.records,
+            bytes=staged.bytes_written,
+            skipped=tally.skipped,
+            output=OutputFile(uri=staged.final_path.as_uri(), sha256=staged.sha256),
+        )
+        self._store.save_manifest(
+            Manifest(
+                export_id=request.export_id,
+                fingerprint=request.fingerprint,
+                file_name=staged.final_path.name,
+                result=result_json(result),
+            )
+        )
+        return result

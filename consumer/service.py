@@ -1,0 +1,290 @@
+"""The service: consumes requests in a group, runs exports within the limit, commits safely."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from contextlib import AsyncExitStack, suppress
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumer.errors import InvalidRequest, PoisonMessage
+from consumer.events import declared_format, decode_request, parse_envelope
+from consumer.health import HealthServer, Readiness
+from consumer.limiter import ExportLimiter
+from consumer.metrics import ExportMetrics
+from consumer.offsets import OffsetTracker
+from consumer.publisher import ResultPublisher
+from consumer.runner import ExportRunner, failed_result
+from consumer.store import OutputStore
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
+    from prometheus_client import CollectorRegistry
+
+    from consumer.settings import Settings
+    from consumer.structs import ExportResult
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+MEMORY_SAMPLE_S = 1.0
+
+
+class ExportService:
+    """Joins the group on the request topic and works until `request_stop()`.
+
+    Each request becomes a task; results are published before offsets are
+    committed; while `max_in_flight` requests are admitted the request
+    partitions are paused, so nothing queues without bound.
+    """
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = ExportMetrics(registry)
+        self.readiness = Readiness()
+        self.limiter = ExportLimiter(settings.max_in_flight)
+        self.metrics.running.set_function(lambda: self.limiter.running)
+        self.metrics.queue_depth.set_function(lambda: self.limiter.waiting)
+        self.store = OutputStore(settings.output_dir)
+        self.runner = ExportRunner(settings, self.store)
+        self.metrics_port: int | None = None
+        """The bound metrics port, once started (differs from the setting when that is 0)."""
+        self._tracker = OffsetTracker()
+        self._tasks: defaultdict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._publisher: ResultPublisher | None = None
+        self.started = asyncio.Event()
+        """Set once the metrics port is bound and the clients are connected."""
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown; callable from signal handlers and other threads."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.store.prepare()
+        async with AsyncExitStack() as stack:
+            health = HealthServer(
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                self.metrics.registry,
+                self.readiness,
+            )
+            health.start()
+            stack.callback(health.stop)
+            self.metrics_port = health.port
+            self._publisher = await stack.enter_async_context(ResultPublisher(self.settings))
+            consumer = AIOKafkaConsumer(
+                **self.settings.kafka_client_options(),
+                group_id=self.settings.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+                max_poll_records=self.settings.max_in_flight,
+            )
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            self._consumer = consumer
+            consumer.subscribe([self.settings.request_topic], listener=_Rebalance(self))
+            sampler = asyncio.create_task(self._sample_memory())
+            stack.push_async_callback(_cancel, sampler)
+            log.info(
+                "export service started",
+                extra={
+                    "event": "service_started",
+                    "bootstrap_servers": self.settings.bootstrap_servers,
+                    "group_id": self.settings.group_id,
+                    "request_topic": self.settings.request_topic,
+                    "output_dir": str(self.store.root),
+                    "metrics_port": health.port,
+                },
+            )
+            self.started.set()
+            await self._consume(consumer)
+            await self._drain(consumer)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            self._apply_backpressure(consumer)
+            free = self.limiter.capacity - self.limiter.running - self.limiter.waiting
+            fetched = await consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1)
+            )
+            for messages in fetched.values():
+                for message in messages:
+                    self._dispatch(message)
+            await self._commit(consumer)
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        if self.limiter.full:
+            consumer.pause(*assigned)
+        else:
+            consumer.resume(*assigned)
+
+    def _dispatch(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(message.topic, message.partition)
+        self._tracker.received(tp, message.offset)
+        self.limiter.admit()
+        task = asyncio.create_task(self._handle(tp, message))
+        tasks = self._tasks[tp]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_log_crash)
+
+    async def _handle(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> None:
+        assert self._publisher is not None  # noqa: S101 - set before consuming starts
+        try:
+            export_id, payload = parse_envelope(message.value)
+        except PoisonMessage as exc:
+            self.limiter.withdraw()
+            log.warning(
+                "request sent to the dead-letter topic: %s",
+                exc.message,
+                extra={"event": "dead_letter", "offset": message.offset, "partition": tp.partition},
+            )
+            await self._publisher.publish_dead_letter(message, exc)
+            self._tracker.finished(tp, message.offset)
+            return
+        requested_by = payload.get("requested_by")
+        try:
+            request = decode_request(payload)
+        except InvalidRequest as exc:
+            self.limiter.withdraw()
+            result = failed_result(
+                export_id, exc, fmt=declared_format(payload), source=None, duration_ms=0.0
+            )
+            await self._publish(result, requested_by if isinstance(requested_by, str) else None)
+            self._tracker.finished(tp, message.offset)
+            return
+        log.info(
+            "export received",
+            extra={"event": "export_received", "export_id": export_id, "offset": message.offset},
+        )
+        async with self.limiter.slot():
+            self.metrics.export_started(request.format)
+            try:
+                result = await self.runner.run(request)
+            finally:
+                self.metrics.export_ended(request.format)
+        await self._publish(result, request.requested_by)
+        self._tracker.finished(tp, message.offset)
+
+    async def _publish(self, result: ExportResult, requested_by: str | None) -> None:
+        assert self._publisher is not None  # noqa: S101 - set before consuming starts
+        await self._publisher.publish_result(result)
+        self.metrics.result_published(result, requested_by)
+        extra: dict[str, Any] = {
+            "event": "export_finished",
+            "export_id": result.export_id,
+            "status": result.status.value,
+            "records": result.records,
+            "bytes": result.bytes,
+            "duration_ms": round(result.duration_ms, 1),
+            "replayed": result.replayed,
+        }
+        if result.error is not None:
+            extra["reason"] = result.error.reason.value
+            extra["error_message"] = result.error.message
+        log.info("export %s", result.status.value, extra=extra)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._tracker.committable().items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on (rebalance); the new owner redelivers what we did not commit.
+            log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
+        else:
+            self._tracker.mark_committed(offsets)
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Commit what finished, cancel the rest, forget the partitions."""
+        self.readiness.not_ready("rebalancing")
+        if self._consumer is not None:
+            await self._commit(self._consumer)
+        doomed = [task for tp in revoked for task in self._tasks.pop(tp, set())]
+        for task in doomed:
+            task.cancel()
+        if doomed:
+            await asyncio.wait(doomed)
+            log.info(
+                "cancelled exports of revoked partitions; the new owner redoes them",
+                extra={"event": "exports_cancelled", "count": len(doomed)},
+            )
+        for tp in revoked:
+            self._tracker.forget(tp)
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._consumer is not None and self.limiter.full:
+            self._consumer.pause(*assigned)
+        if not self._stopping.is_set():
+            self.readiness.ready()
+        log.info(
+            "partitions assigned",
+            extra={"event": "partitions_assigned", "partitions": sorted(tp.partition for tp in assigned)},
+        )
+
+    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop fetching, let running exports finish within the grace period, commit."""
+        self.readiness.not_ready("shutting down")
+        consumer.pause(*consumer.assignment())
+        tasks = [task for tasks in self._tasks.values() for task in tasks]
+        started = time.monotonic()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        else:
+            late = set()
+        await self._commit(consumer)
+        log.info(
+            "export service stopped",
+            extra={
+                "event": "service_stopped",
+                "finished": len(tasks) - len(late),
+                "abandoned": len(late),
+                "drain_s": round(time.monotonic() - started, 2),
+            },
+        )
+
+    async def _sample_memory(self) -> None:
+        while True:
+            self.metrics.sample_memory()
+            await asyncio.sleep(MEMORY_SAMPLE_S)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: ExportService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._service.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._service.partitions_assigned(assigned)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("request handler crashed", exc_info=exc, extra={"event": "handler_crashed"})

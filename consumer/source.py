@@ -1,0 +1,125 @@
+"""Reads the record batches of one partition's offset range, for one export."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Self
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.errors import SourceUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from types import TracebackType
+
+    from aiokafka.structs import ConsumerRecord
+
+    from consumer.settings import Settings
+    from consumer.structs import SourceRange
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500
+# One fetch holds at most this much of the source partition in memory.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+
+class SourceReader:
+    """A group-less consumer assigned to the range's partition.
+
+    `start()` checks that the topic, the partition and the range's start exist;
+    `batches()` yields messages in offset order until the reader's position reaches
+    `end_offset` (offsets may be missing after compaction or at transaction markers),
+    waiting for records not yet written. The caller's deadline bounds the wait.
+    """
+
+    def __init__(self, settings: Settings, source: SourceRange) -> None:
+        self._source = source
+        self._tp = TopicPartition(source.topic, source.partition)
+        self._consumer = AIOKafkaConsumer(
+            **settings.kafka_client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            fetch_max_bytes=MAX_PARTITION_FETCH_BYTES,
+        )
+        self._started = False
+        self.position = source.start_offset
+        """The next offset to read; reaches `end_offset` when the range is done."""
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._started = True
+        await self._check_source()
+
+    async def stop(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _check_source(self) -> None:
+        src = self._source
+        try:
+            # A metadata request for all topics: asking for one by name would create
+            # it on brokers that auto-create topics.
+            topics = await self._consumer.topics()
+            if src.topic not in topics:
+                raise SourceUnavailable(f"source.topic: topic {src.topic!r} does not exist")
+            partitions = self._consumer.partitions_for_topic(src.topic) or set()
+            if src.partition not in partitions:
+                raise SourceUnavailable(
+                    f"source.partition: topic {src.topic!r} has no partition {src.partition} "
+                    f"(it has {len(partitions)})"
+                )
+            if src.end_offset > src.start_offset:
+                first = (await self._consumer.beginning_offsets([self._tp]))[self._tp]
+                if src.start_offset < first:
+                    raise SourceUnavailable(
+                        f"source.start_offset: {src.start_offset} is before the log's start "
+                        f"{first} of {src.topic}[{src.partition}] (deleted by retention)"
+                    )
+        except KafkaError as exc:
+            raise SourceUnavailable(f"cannot read the source's metadata: {exc}") from exc
+
+    async def batches(self) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+        """Messages of the range that match the key, a fetch at a time."""
+        src = self._source
+        if src.end_offset <= src.start_offset:
+            return
+        key = src.key.encode() if src.key is not None else None
+        self._consumer.assign([self._tp])
+        self._consumer.seek(self._tp, src.start_offset)
+        while self.position < src.end_offset:
+            fetched = await self._consumer.getmany(self._tp, timeout_ms=POLL_TIMEOUT_MS)
+            messages = fetched.get(self._tp, [])
+            chosen = []
+            for message in messages:
+                if message.offset >= src.end_offset:
+                    self.position = src.end_offset
+                    break
+                if key is None or message.key == key:
+                    chosen.append(message)
+            else:
+                self.position = max(self.position, await self._consumer.position(self._tp))
+            if chosen:
+                yield chosen

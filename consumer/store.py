@@ -1,0 +1,176 @@
+"""Output files: staged hidden in the output directory, renamed into place, with a manifest.
+
+The manifest (`.{export_id}.manifest.json`) records which request made the output and
+the result that was published, so replays and conflicts are told apart after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from consumer.errors import WriteError
+from consumer.events import EXPORT_ID_PATTERN, decode_json, encode_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from consumer.structs import ExportFormat
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".part"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What the store knows about an export it completed."""
+
+    export_id: str
+    fingerprint: str
+    """The request digest that made the output."""
+    file_name: str
+    result: dict[str, Any]
+    """The completed result event as published, to publish again on replay."""
+
+
+class StagedFile:
+    """A hidden file in the output directory that becomes the output on `commit()`.
+
+    Counts and hashes what is written, so the result needs no second read. Closing
+    without commit removes it: no partial output is ever visible.
+    """
+
+    def __init__(self, temp_path: Path, final_path: Path) -> None:
+        self.temp_path = temp_path
+        self.final_path = final_path
+        self.bytes_written = 0
+        self._sha256 = hashlib.sha256()
+        try:
+            self._file = temp_path.open("xb")
+        except OSError as exc:
+            raise WriteError(f"cannot create {temp_path.name} in the output directory: {exc}") from exc
+        self._committed = False
+
+    def write(self, data: bytes) -> int:
+        try:
+            written = self._file.write(data)
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.final_path.name}: {exc}") from exc
+        self._sha256.update(data)
+        self.bytes_written += written
+        return written
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def commit(self) -> None:
+        """Flush to disk and rename into place atomically."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.temp_path.replace(self.final_path)
+        except OSError as exc:
+            raise WriteError(f"cannot store {self.final_path.name}: {exc}") from exc
+        self._committed = True
+
+    def discard(self) -> None:
+        """Remove the staged file; harmless after commit or a second call."""
+        if not self._file.closed:
+            self._file.close()
+        if not self._committed:
+            self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.discard()
+
+
+class OutputStore:
+    """The output directory: paths checked to stay inside it, staged writes, manifests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def prepare(self) -> None:
+        """Create the directory; fail start-up if it cannot be."""
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _inside(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if path.parent != self.root:
+            raise WriteError(f"{name!r} would be written outside the output directory")
+        return path
+
+    def _check_id(self, export_id: str) -> None:
+        # The id is validated on decode already; this guards every path built here.
+        if not EXPORT_ID_PATTERN.fullmatch(export_id):
+            raise WriteError(f"export_id {export_id!r} is not a safe file name")
+
+    def output_path(self, export_id: str, fmt: ExportFormat) -> Path:
+        self._check_id(export_id)
+        return self._inside(f"{export_id}.{fmt.value}")
+
+    def _manifest_path(self, export_id: str) -> Path:
+        self._check_id(export_id)
+        return self._inside(f".{export_id}.manifest.json")
+
+    def stage(self, export_id: str, fmt: ExportFormat) -> StagedFile:
+        """A hidden temporary file that becomes `{export_id}.{fmt}` on commit."""
+        final = self.output_path(export_id, fmt)
+        temp = self._inside(f".{export_id}.{fmt.value}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        return StagedFile(temp, final)
+
+    def manifest(self, export_id: str) -> Manifest | None:
+        """The completed export under this id, if its manifest and output both exist."""
+        path = self._manifest_path(export_id)
+        try:
+            data = decode_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning("unreadable manifest, export will be redone", extra={"export_id": export_id})
+            return None
+        manifest = Manifest(
+            export_id=data["export_id"],
+            fingerprint=data["fingerprint"],
+            file_name=data["file_name"],
+            result=data["result"],
+        )
+        if not self._inside(manifest.file_name).is_file():
+            # The output was removed by hand: the export is made again.
+            return None
+        return manifest
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest atomically, after the output is in place."""
+        path = self._manifest_path(manifest.export_id)
+        temp = path.with_name(path.name + f".{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        body = encode_json(
+            {
+                "export_id": manifest.export_id,
+                "fingerprint": manifest.fingerprint,
+                "file_name": manifest.file_name,
+                "result": manifest.result,
+            }
+        )
+        try:
+            temp.write_bytes(body)
+            temp.replace(path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise WriteError(f"cannot record the manifest of {manifest.export_id}: {exc}") from exc

@@ -1,0 +1,113 @@
+"""Typed, frozen shapes of what travels through the service; events.py maps them to JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from consumer.errors import FailureReason  # noqa: TC001 - dataclass field types are read at runtime
+
+
+class ExportFormat(StrEnum):
+    """Output formats; the value is also the file extension."""
+
+    CSV = "csv"
+    PDF = "pdf"
+
+
+class Orientation(StrEnum):
+    """PDF page orientation; `auto` picks landscape when the columns need it."""
+
+    AUTO = "auto"
+    PORTRAIT = "portrait"
+    LANDSCAPE = "landscape"
+
+
+class ResultStatus(StrEnum):
+    """The `status` of a result event."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRange:
+    """One partition's offset range that an export reads."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    """First offset read (inclusive)."""
+    end_offset: int
+    """Offset the read stops at (exclusive)."""
+    key: str | None = None
+    """When set, only batches whose message key equals it count."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    """Per-request knobs, with the contract's defaults."""
+
+    delimiter: str = ","
+    header: bool = True
+    bom: bool = False
+    """Write a UTF-8 byte order mark first, for Excel."""
+    escape_formulas: bool = True
+    """Prefix `'` to strings a spreadsheet would run as a formula."""
+    rows_per_page: int = 50
+    orientation: Orientation = Orientation.AUTO
+    max_bad_records: int = 0
+    """Bad records that may be skipped before the export fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """A validated export request."""
+
+    export_id: str
+    """Idempotency key and the output's file name."""
+    format: ExportFormat
+    columns: tuple[str, ...]
+    source: SourceRange
+    requested_by: str | None = None
+    title: str | None = None
+    options: ExportOptions = field(default_factory=ExportOptions)
+    fingerprint: str = ""
+    """Digest of everything that shapes the output; tells a replay from a conflict."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """Where a completed export's file is and what it holds."""
+
+    uri: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an export failed."""
+
+    reason: FailureReason
+    message: str
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """The outcome published on the result topic."""
+
+    export_id: str
+    status: ResultStatus
+    finished_at: str
+    """UTC time, ISO 8601 with milliseconds and `Z`."""
+    duration_ms: float
+    format: ExportFormat | None = None
+    """None only when the request was too broken to say."""
+    source: SourceRange | None = None
+    records: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    output: OutputFile | None = None
+    error: Failure | None = None
+    replayed: bool = False

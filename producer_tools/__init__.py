@@ -1,0 +1,1 @@
+"""Command-line tools around the export service: seed, check metrics, replay."""
