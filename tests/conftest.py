@@ -1,0 +1,56 @@
+"""Shared fixtures: the real broker (existing cluster, testcontainers, or embedded Tansu)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from consumer.broker import EmbeddedBroker, free_port
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """How tests reach the broker."""
+
+    bootstrap_servers: str
+    idempotence: bool
+    """Whether the idempotent producer works there (not on the embedded broker)."""
+    kind: str
+
+
+def _docker_answers() -> bool:
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker  # noqa: PLC0415 - comes with testcontainers
+
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - any failure means no engine to use
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[BrokerInfo]:
+    """A Kafka-protocol broker over TCP, picked as the developers' guide says."""
+    existing = os.environ.get("EXPORT_TEST_BOOTSTRAP")
+    if existing:
+        idempotence = os.environ.get("EXPORT_TEST_IDEMPOTENCE", "true").lower() == "true"
+        yield BrokerInfo(existing, idempotence, "existing")
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield BrokerInfo(kafka.get_bootstrap_server(), True, "testcontainers")
+        return
+    with EmbeddedBroker(port=free_port()) as embedded:
+        yield BrokerInfo(embedded.bootstrap_servers, False, "embedded")

@@ -1,0 +1,193 @@
+"""Drives a real service in the test's event loop and talks to it over the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import urllib.request
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from consumer.service import ExportService
+from consumer.settings import Settings
+from consumer.topics import ensure_topics
+
+RESULT_WAIT_S = 30.0
+
+
+class Harness:
+    """One test's world: its own topics, group and output directory on the shared broker."""
+
+    def __init__(self, bootstrap: str, idempotence: bool, tmp_path: Path) -> None:
+        tag = secrets.token_hex(4)
+        self.root = tmp_path
+        self.records_topic = f"records-{tag}"
+        self.base = {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"group-{tag}",
+            "request_topic": f"requests-{tag}",
+            "result_topic": f"results-{tag}",
+            "dlq_topic": f"dlq-{tag}",
+            "output_dir": str(tmp_path / "exports"),
+            "metrics_host": "127.0.0.1",
+            "metrics_port": "0",
+            "enable_idempotence": str(idempotence).lower(),
+            "session_timeout_ms": "3000",
+            "heartbeat_interval_ms": "500",
+            "timeout_s": "20",
+        }
+        self.settings = self.make_settings()
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.results = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._seen: list[dict[str, Any]] = []
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.base["output_dir"])
+
+    def make_settings(self, **overrides: Any) -> Settings:
+        return Settings(**{**self.base, **{k: str(v) for k, v in overrides.items()}})
+
+    async def start(self) -> None:
+        await ensure_topics(
+            self.settings,
+            {
+                self.settings.request_topic: 2,
+                self.settings.result_topic: 1,
+                self.settings.dlq_topic: 1,
+                self.records_topic: 1,
+            },
+        )
+        await self.producer.start()
+        await self.results.start()
+        tp = TopicPartition(self.settings.result_topic, 0)
+        self.results.assign([tp])
+        self.results.seek(tp, 0)
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+        await self.results.stop()
+
+    @asynccontextmanager
+    async def service(self, **overrides: Any):
+        """A running service; waits until it has joined the group."""
+        service = ExportService(self.make_settings(**overrides))
+        task = asyncio.create_task(service.run())
+        try:
+            deadline = time.monotonic() + 30
+            while service.readiness.reason is not None:
+                if task.done():
+                    task.result()
+                assert time.monotonic() < deadline, "service did not join the group"
+                await asyncio.sleep(0.05)
+            yield service
+        finally:
+            service.request_stop()
+            await asyncio.wait_for(task, 60)
+
+    async def write_batches(
+        self, batches: list[Any], *, key: str | None = None, topic: str | None = None
+    ) -> tuple[int, int]:
+        """Send message values (objects are JSON-encoded); the offset range they took."""
+        offsets = []
+        for value in batches:
+            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            md = await self.producer.send_and_wait(
+                topic or self.records_topic,
+                raw,
+                key=key.encode() if key is not None else None,
+                partition=0,
+            )
+            offsets.append(md.offset)
+        return (min(offsets), max(offsets) + 1) if offsets else (0, 0)
+
+    def request(self, export_id: str, start: int, end: int, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "export_id": export_id,
+            "format": "csv",
+            "columns": ["id", "name", "amount"],
+            "source": {
+                "topic": self.records_topic,
+                "partition": 0,
+                "start_offset": start,
+                "end_offset": end,
+            },
+        }
+        body.update(fields)
+        return body
+
+    async def send_request(self, body: dict[str, Any] | bytes, *, key: bytes | None = None) -> int:
+        raw = body if isinstance(body, bytes) else orjson.dumps(body)
+        if key is None and isinstance(body, dict) and isinstance(body.get("export_id"), str):
+            key = body["export_id"].encode()
+        md = await self.producer.send_and_wait(self.settings.request_topic, raw, key=key)
+        return int(md.offset)
+
+    async def result(self, export_id: str, *, nth: int = 1, timeout: float = RESULT_WAIT_S) -> dict[str, Any]:
+        """The nth outcome (completed or failed) published for an export."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                r for r in self._seen
+                if r["export_id"] == export_id and r["status"] in {"completed", "failed"}
+            ]
+            if len(found) >= nth:
+                return found[nth - 1]
+            assert time.monotonic() < deadline, f"no result #{nth} for {export_id}"
+            fetched = await self.results.getmany(timeout_ms=200)
+            for messages in fetched.values():
+                self._seen.extend(orjson.loads(m.value) for m in messages)
+
+    async def dead_letters(self, count: int, timeout: float = RESULT_WAIT_S) -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.settings.dlq_topic, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            got: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while len(got) < count:
+                assert time.monotonic() < deadline, f"only {len(got)} dead letters"
+                fetched = await consumer.getmany(tp, timeout_ms=200)
+                got.extend(fetched.get(tp, []))
+            return got
+        finally:
+            await consumer.stop()
+
+    async def committed(self, partition: int) -> int | None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            return await consumer.committed(TopicPartition(self.settings.request_topic, partition))
+        finally:
+            await consumer.stop()
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
