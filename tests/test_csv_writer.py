@@ -1,0 +1,79 @@
+"""The CSV rules of the contract, checked on the bytes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from consumer.structs import ExportOptions
+from consumer.writers.csv import CsvWriter, escape_formula
+
+
+def render(records, columns=("a", "b"), **options) -> bytes:
+    sink = io.BytesIO()
+    writer = CsvWriter(columns, ExportOptions(**options))
+    writer.begin(sink)
+    writer.write_records(records)
+    writer.finish()
+    return sink.getvalue()
+
+
+class TestCsvWriter:
+    def test_header_and_crlf(self):
+        """Rows end in CRLF and the header row comes first."""
+        assert render([{"a": "x", "b": "y"}]) == b"a,b\r\nx,y\r\n"
+
+    def test_rfc4180_quoting(self):
+        """Delimiters, quotes and line breaks are quoted; quotes are doubled."""
+        out = render([{"a": 'say "hi", ok', "b": "two\nlines"}, {"a": "cr\rhere", "b": "plain"}])
+        assert out == b'a,b\r\n"say ""hi"", ok","two\nlines"\r\n"cr\rhere",plain\r\n'
+
+    def test_cells_follow_the_json_types(self):
+        """Numbers and booleans as JSON writes them, null and missing empty, nested compact."""
+        records = [
+            {"a": 1.5, "b": True},
+            {"a": 10**20, "b": False},
+            {"a": 1e300, "b": None},
+            {"a": {"k": [1, "é"]}},
+            {"a": [1, 2]},
+        ]
+        assert render(records) == (
+            b"a,b\r\n1.5,true\r\n100000000000000000000,false\r\n1e+300,\r\n"
+            b'"{""k"":[1,""\xc3\xa9""]}",\r\n"[1,2]",\r\n'
+        )
+
+    def test_utf8_and_bom(self):
+        """Text is UTF-8; `bom` puts EF BB BF first."""
+        assert render([{"a": "Ğüş", "b": "Σ"}], bom=True) == "\ufeffa,b\r\nĞüş,Σ\r\n".encode()
+
+    def test_no_header_and_custom_delimiter(self):
+        """`header: false` drops the header; the delimiter is used and quoted when in data."""
+        assert render([{"a": "x;y", "b": "z,w"}], header=False, delimiter=";") == b'"x;y";z,w\r\n'
+
+    def test_formula_escaping_on_by_default(self):
+        """Strings a spreadsheet would evaluate get a leading quote; JSON numbers never do."""
+        records = [{"a": "=1+2", "b": -3}, {"a": "@SUM(A1)", "b": "+1.5"}, {"a": "\tx", "b": "-3"}]
+        assert render(records) == b"a,b\r\n'=1+2,-3\r\n'@SUM(A1),+1.5\r\n'\tx,-3\r\n"
+
+    def test_formula_escaping_opt_out(self):
+        """`escape_formulas: false` writes strings as they are."""
+        assert render([{"a": "=1+2", "b": "@x"}], escape_formulas=False) == b"a,b\r\n=1+2,@x\r\n"
+
+    def test_header_cells_are_written_as_given(self):
+        """Column names are the header, quoted like any cell."""
+        assert render([], columns=("id", "a,b")) == b'id,"a,b"\r\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("=A1", "'=A1"), ("+A1", "'+A1"), ("-A1", "'-A1"), ("@A1", "'@A1"),
+        ("\tA1", "'\tA1"), ("\rA1", "'\rA1"), ("-", "'-"), ("+", "'+"),
+        ("-3", "-3"), ("+1.5", "+1.5"), ("-1e5", "-1e5"), ("-.5", "-.5"),
+        ("- 3", "'- 3"), ("plain", "plain"), ("", ""), ("a=b", "a=b"),
+    ],
+)  # fmt: skip
+def test_escape_formula(text, escaped):
+    """Only formula-looking strings that are not plain numbers are prefixed."""
+    assert escape_formula(text) == escaped

@@ -1,0 +1,211 @@
+"""Request validation, dead-letter detection, batch decoding and the result's JSON."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+
+from consumer.errors import FailureReason, InvalidRequest, PoisonMessage
+from consumer.events import (
+    RESULT_SCHEMA,
+    decode_batch,
+    decode_request,
+    encode_result,
+    parse_envelope,
+    utc_timestamp,
+    validator,
+)
+from consumer.runner import failed_result
+from consumer.structs import ExportFormat, ExportResult, OutputFile, ResultStatus, SourceRange
+
+VALID = {
+    "export_id": "inv-2026-11-0001",
+    "format": "csv",
+    "columns": ["id", "customer", "amount"],
+    "source": {"topic": "export.records", "partition": 0, "start_offset": 0,
+               "end_offset": 1000, "key": "inv-2026-11-0001"},
+    "requested_by": "alice",
+    "title": "Invoices, November",
+    "options": {"delimiter": ",", "header": True, "bom": False, "escape_formulas": True,
+                "rows_per_page": 50, "orientation": "auto", "max_bad_records": 0},
+}  # fmt: skip
+
+
+def with_change(path: str, value, *, delete: bool = False) -> dict:
+    body = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    target = body
+    for part in parents:
+        target = target[part]
+    if delete:
+        del target[last]
+    else:
+        target[last] = value
+    return body
+
+
+class TestDecodeRequest:
+    def test_contract_example_is_valid(self):
+        """The contract's example request decodes with every field."""
+        request = decode_request(VALID)
+        assert request.export_id == "inv-2026-11-0001"
+        assert request.format is ExportFormat.CSV
+        assert request.columns == ("id", "customer", "amount")
+        assert request.source.key == "inv-2026-11-0001"
+        assert request.options.rows_per_page == 50
+
+    def test_optional_fields_take_defaults(self):
+        """Without options the contract's defaults apply."""
+        body = {k: VALID[k] for k in ("export_id", "format", "columns", "source")}
+        request = decode_request(body)
+        assert request.options.delimiter == ","
+        assert request.options.header is True
+        assert request.options.escape_formulas is True
+        assert request.options.max_bad_records == 0
+        assert request.title is None
+
+    @pytest.mark.parametrize(
+        ("path", "value", "delete", "field"),
+        [
+            ("format", None, True, "format"),
+            ("format", "xlsx", False, "format"),
+            ("columns", None, True, "columns"),
+            ("columns", [], False, "columns"),
+            ("columns", ["a", "a"], False, "columns"),
+            ("columns", ["a", ""], False, "columns[1]"),
+            ("columns", ["a", 3], False, "columns[1]"),
+            ("columns", [f"c{i}" for i in range(257)], False, "columns"),
+            ("columns", "id", False, "columns"),
+            ("source", None, True, "source"),
+            ("source", "export.records", False, "source"),
+            ("source.topic", None, True, "source.topic"),
+            ("source.topic", "bad topic!", False, "source.topic"),
+            ("source.partition", -1, False, "source.partition"),
+            ("source.partition", "0", False, "source.partition"),
+            ("source.start_offset", None, True, "source.start_offset"),
+            ("source.start_offset", -5, False, "source.start_offset"),
+            ("source.end_offset", 1.5, False, "source.end_offset"),
+            ("source.key", 5, False, "source.key"),
+            ("source.extra", 1, False, "source"),
+            ("requested_by", 42, False, "requested_by"),
+            ("title", ["x"], False, "title"),
+            ("options", "fast", False, "options"),
+            ("options.delimiter", ",,", False, "options.delimiter"),
+            ("options.delimiter", '"', False, "options.delimiter"),
+            ("options.delimiter", "\n", False, "options.delimiter"),
+            ("options.header", "yes", False, "options.header"),
+            ("options.bom", 1, False, "options.bom"),
+            ("options.escape_formulas", None, False, "options.escape_formulas"),
+            ("options.rows_per_page", 9, False, "options.rows_per_page"),
+            ("options.rows_per_page", 201, False, "options.rows_per_page"),
+            ("options.orientation", "sideways", False, "options.orientation"),
+            ("options.max_bad_records", -1, False, "options.max_bad_records"),
+            ("options.rows_per_pages", 20, False, "options"),
+            ("surprise", True, False, "request"),
+        ],
+    )
+    def test_each_rule_names_the_field(self, path, value, delete, field):
+        """Every rule of the request section fails with a message that starts with the field."""
+        with pytest.raises(InvalidRequest) as caught:
+            decode_request(with_change(path, value, delete=delete))
+        assert caught.value.reason is FailureReason.INVALID_REQUEST
+        assert caught.value.message.startswith(f"{field}:"), caught.value.message
+
+    def test_unknown_fields_are_named(self):
+        """A typo in options is named, not silently ignored."""
+        with pytest.raises(InvalidRequest, match="'rows_per_pages'"):
+            decode_request(with_change("options.rows_per_pages", 20))
+
+    def test_end_before_start(self):
+        """A range that ends before it starts names source.end_offset."""
+        body = with_change("source.end_offset", 3)
+        body["source"]["start_offset"] = 5
+        with pytest.raises(InvalidRequest, match=r"^source\.end_offset:"):
+            decode_request(body)
+
+    def test_fingerprint_tells_replays_from_conflicts(self):
+        """Same shaping fields give the same fingerprint; requested_by does not count."""
+        same = decode_request(with_change("requested_by", "bob")).fingerprint
+        assert same == decode_request(VALID).fingerprint
+        assert decode_request(with_change("columns", ["id"])).fingerprint != same
+        assert decode_request(with_change("source.end_offset", 999)).fingerprint != same
+        assert decode_request(with_change("options.bom", True)).fingerprint != same
+
+
+class TestParseEnvelope:
+    @pytest.mark.parametrize(
+        ("value", "words"),
+        [
+            (None, "no value"),
+            (b"\xff\xfe", "not JSON"),
+            (b"[1]", "not an object"),
+            (b'"inv"', "not an object"),
+            (b"{}", "export_id"),
+            (b'{"export_id": 7}', "export_id"),
+            (b'{"export_id": "../etc/passwd"}', "export_id"),
+            (b'{"export_id": ".hidden"}', "export_id"),
+            (b'{"export_id": "a/b"}', "export_id"),
+            (orjson.dumps({"export_id": "x" * 129}), "export_id"),
+        ],
+    )
+    def test_unroutable_requests_are_poison(self, value, words):
+        """Anything without a valid export_id is poison (dead-letter topic)."""
+        with pytest.raises(PoisonMessage, match=words):
+            parse_envelope(value)
+
+    def test_valid_id_is_returned_even_if_the_rest_is_wrong(self):
+        """A valid id is enough to answer with a failure event instead of a dead letter."""
+        assert parse_envelope(b'{"export_id": "A.b-c_1", "format": 3}')[0] == "A.b-c_1"
+
+
+class TestDecodeBatch:
+    def test_object_and_array(self):
+        """One object or an array of objects are records."""
+        assert decode_batch(b'{"a": 1}').records == [{"a": 1}]
+        assert decode_batch(b'[{"a": 1}, {"b": 2}]').records == [{"a": 1}, {"b": 2}]
+
+    @pytest.mark.parametrize(
+        ("value", "bad", "kept", "words"),
+        [
+            (b"{oops", 1, 0, "not JSON"),
+            (None, 1, 0, "tombstone"),
+            (b"42", 1, 0, "not an object or array"),
+            (b'[{"a": 1}, 2, "x"]', 2, 1, "item 1"),
+        ],
+    )
+    def test_bad_records_are_counted_and_described(self, value, bad, kept, words):
+        """What is not a record object is counted as bad, with what was wrong."""
+        batch = decode_batch(value)
+        assert batch.bad == bad
+        assert len(batch.records) == kept
+        assert words in (batch.problem or "")
+
+
+class TestResultJson:
+    def test_completed_result_matches_the_schema_and_contract(self):
+        """A completed result has the contract's fields and validates."""
+        result = ExportResult(
+            export_id="inv-1", status=ResultStatus.COMPLETED, finished_at=utc_timestamp(),
+            duration_ms=183.24, format=ExportFormat.CSV,
+            source=SourceRange("export.records", 0, 0, 1000, key="k"),
+            records=1000, bytes=48213, output=OutputFile("file:///srv/exports/inv-1.csv", "a" * 64),
+        )  # fmt: skip
+        data = orjson.loads(encode_result(result))
+        assert list(validator(RESULT_SCHEMA).iter_errors(data)) == []
+        assert data["source"] == {"topic": "export.records", "partition": 0,
+                                  "start_offset": 0, "end_offset": 1000}  # fmt: skip
+        assert data["duration_ms"] == 183.2
+        assert data["finished_at"].endswith("Z")
+        assert len(data["finished_at"]) == len("2026-11-28T16:00:00.000Z")
+
+    def test_failure_result_carries_reason_message_offset(self):
+        """A failure event has the error object and validates."""
+        error = InvalidRequest("columns: is required")
+        data = orjson.loads(
+            encode_result(failed_result("x", error, fmt=None, source=None, duration_ms=0))
+        )
+        assert data["error"] == {"reason": "invalid_request", "message": "columns: is required"}
+        assert "format" not in data
+        assert list(validator(RESULT_SCHEMA).iter_errors(data)) == []

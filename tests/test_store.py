@@ -1,0 +1,69 @@
+"""Atomic outputs, manifests, and paths that stay inside the output directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.errors import WriteError
+from consumer.store import Manifest, OutputStore
+from consumer.structs import ExportFormat
+
+
+@pytest.fixture
+def store(tmp_path):
+    out = OutputStore(tmp_path / "exports")
+    out.prepare()
+    return out
+
+
+class TestStagedFile:
+    def test_output_appears_only_on_commit(self, store):
+        """Until commit the output name does not exist; after, it holds every byte."""
+        with store.stage("inv-1", ExportFormat.CSV) as staged:
+            staged.write(b"a,b\r\n")
+            assert not (store.root / "inv-1.csv").exists()
+            assert staged.temp_path.name.startswith(".")
+            staged.commit()
+        assert (store.root / "inv-1.csv").read_bytes() == b"a,b\r\n"
+        assert staged.bytes_written == 5
+        assert list(store.root.iterdir()) == [store.root / "inv-1.csv"]
+
+    def test_failure_leaves_nothing(self, store):
+        """An error before commit removes the staged file."""
+        with pytest.raises(RuntimeError), store.stage("inv-2", ExportFormat.CSV) as staged:
+            staged.write(b"partial")
+            raise RuntimeError
+        assert list(store.root.iterdir()) == []
+
+    def test_output_directory_gone_is_a_write_error(self, store):
+        """When the output directory cannot take files, staging fails with `write_error`."""
+        store.root.rmdir()
+        store.root.write_bytes(b"not a directory")
+        with pytest.raises(WriteError, match="cannot create"):
+            store.stage("inv-3", ExportFormat.CSV)
+
+
+class TestPaths:
+    @pytest.mark.parametrize("export_id", ["../x", "a/b", ".hidden", "", "/etc/passwd"])
+    def test_ids_cannot_leave_the_directory(self, store, export_id):
+        """Ids that are not safe file names are refused before any file is made."""
+        with pytest.raises(WriteError):
+            store.stage(export_id, ExportFormat.CSV)
+        assert list(store.root.parent.iterdir()) == [store.root]
+
+
+class TestManifest:
+    def test_round_trip_and_missing_output(self, store):
+        """A manifest is found while its output exists, and ignored once it is removed."""
+        (store.root / "inv-4.csv").write_bytes(b"x")
+        store.save_manifest(Manifest("inv-4", "f" * 64, "inv-4.csv", {"export_id": "inv-4"}))
+        found = store.manifest("inv-4")
+        assert found is not None
+        assert found.fingerprint == "f" * 64
+        (store.root / "inv-4.csv").unlink()
+        assert store.manifest("inv-4") is None
+
+    def test_unreadable_manifest_means_redo(self, store):
+        """A corrupt manifest does not stop the export: it is made again."""
+        (store.root / ".inv-5.manifest.json").write_bytes(b"{broken")
+        assert store.manifest("inv-5") is None
