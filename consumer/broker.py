@@ -47,7 +47,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """A memory-only Tansu broker on loopback; `stop()` ends it and forgets its data."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9092, log_file: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 9092, log_file: IO[bytes] | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self._log_file = log_file
@@ -77,7 +79,10 @@ class EmbeddedBroker:
                 self.stop()
                 raise RuntimeError(f"the embedded broker did not listen on {url} in time")
             time.sleep(0.05)
-        log.info("embedded broker started", extra={"event": "broker_started", "bootstrap": self.bootstrap_servers})
+        log.info(
+            "embedded broker started",
+            extra={"event": "broker_started", "bootstrap": self.bootstrap_servers},
+        )
 
     def stop(self) -> None:
         """Terminate the broker (its data goes with it); safe to call twice."""

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="export-consumer", description="Turns Kafka record batches into files, on request."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="join the group on the request topic and work until SIGTERM")
+    run = commands.add_parser(
+        "run", help="join the group on the request topic and work until SIGTERM"
+    )
     _add_setting_flags(run)
     dev = commands.add_parser(
         "dev", help="the service on the embedded broker (loopback); Ctrl-C stops both"
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--demo",
         action="store_true",
-        help="run `seed-export --batch` against it once ready, then stop; exit status is the demo's",
+        help="run `seed-export --batch` once ready, then stop; exit status is the demo's",
     )
     _add_setting_flags(dev)
     return parser
@@ -59,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.pop("command")
     demo = bool(args.pop("demo", False))
     flags = {k: str(v) for k, v in args.items()}
-    if command == "dev" and "enable_idempotence" not in flags and env_name("enable_idempotence") not in os.environ:
+    if (
+        command == "dev"
+        and "enable_idempotence" not in flags
+        and env_name("enable_idempotence") not in os.environ
+    ):
         # The embedded broker has no InitProducerId; real Kafka keeps the default (on).
         flags["enable_idempotence"] = "false"
     try:

@@ -57,13 +57,14 @@ def _field_path(path: Any) -> str:
 def _describe(error: ValidationError) -> str:
     """One line that starts with the offending field, e.g. `options.rows_per_page: ...`."""
     where = _field_path(error.absolute_path)
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        missing = [name for name in error.validator_value if name not in instance]
         field = ".".join(filter(None, [where, missing[0]]))
         return f"{field}: is required"
-    if error.validator == "additionalProperties":
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         known = error.schema.get("properties", {})
-        unknown = sorted(name for name in error.instance if name not in known)
+        unknown = sorted(name for name in instance if name not in known)
         return f"{where or 'request'}: unknown field {', '.join(map(repr, unknown))}"
     return f"{where or 'request'}: {error.message}"
 
@@ -80,18 +81,15 @@ def parse_envelope(value: bytes | None) -> tuple[str, dict[str, Any]]:
         raise PoisonMessage(f"request is a JSON {type(payload).__name__}, not an object")
     export_id = payload.get("export_id")
     if not isinstance(export_id, str) or not EXPORT_ID_PATTERN.fullmatch(export_id):
-        raise PoisonMessage(
-            f"export_id {export_id!r} does not match {EXPORT_ID_PATTERN.pattern}"
-        )
+        raise PoisonMessage(f"export_id {export_id!r} does not match {EXPORT_ID_PATTERN.pattern}")
     return export_id, payload
 
 
 def declared_format(payload: dict[str, Any]) -> ExportFormat | None:
     """The request's format when it names a known one, for failure events and metrics."""
-    try:
-        return ExportFormat(payload.get("format"))
-    except ValueError:
-        return None
+    value = payload.get("format")
+    known = {fmt.value: fmt for fmt in ExportFormat}
+    return known.get(value) if isinstance(value, str) else None
 
 
 def decode_request(payload: dict[str, Any]) -> ExportRequest:
@@ -251,9 +249,7 @@ def decode_batch(value: bytes | None) -> DecodedBatch:
     if bad == 0:
         return DecodedBatch(records)
     index = next(i for i, item in enumerate(payload) if not isinstance(item, dict))
-    return DecodedBatch(
-        records, bad=bad, problem=f"item {index} of the batch is not an object"
-    )
+    return DecodedBatch(records, bad=bad, problem=f"item {index} of the batch is not an object")
 
 
 def replayed_result(data: dict[str, Any]) -> ExportResult:

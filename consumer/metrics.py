@@ -145,9 +145,7 @@ class ExportMetrics:
         status = result.status.value
         self.requests.labels(format=fmt, status=status, user=self.user_label(requested_by)).inc()
         self.bytes.labels(format=fmt, status=status).inc(result.bytes)
-        self.latency.labels(format=fmt, size=size_class(result.records)).observe(
-            result.duration_ms
-        )
+        self.latency.labels(format=fmt, size=size_class(result.records)).observe(result.duration_ms)
         if result.status is ResultStatus.COMPLETED:
             self.records.labels(format=fmt).inc(result.records)
         elif result.error is not None:

@@ -116,9 +116,7 @@ class ExportService:
         while not self._stopping.is_set():
             self._apply_backpressure(consumer)
             free = self.limiter.capacity - self.limiter.running - self.limiter.waiting
-            fetched = await consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1)
-            )
+            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1))
             for messages in fetched.values():
                 for message in messages:
                     self._dispatch(message)
@@ -234,7 +232,10 @@ class ExportService:
             self.readiness.ready()
         log.info(
             "partitions assigned",
-            extra={"event": "partitions_assigned", "partitions": sorted(tp.partition for tp in assigned)},
+            extra={
+                "event": "partitions_assigned",
+                "partitions": sorted(tp.partition for tp in assigned),
+            },
         )
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:

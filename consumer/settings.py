@@ -134,13 +134,11 @@ def load_settings(flags: Mapping[str, str] | None = None) -> Settings:
 
     Raises `SettingsError` with one line naming the flag or variable at fault.
     """
-    given = dict(flags or {})
+    given: dict[str, Any] = dict(flags or {})
     try:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
         source = flag_name(field) if field in given else env_name(field)
-        raise SettingsError(
-            f"bad setting {source}={first['input']!r}: {first['msg']}"
-        ) from exc
+        raise SettingsError(f"bad setting {source}={first['input']!r}: {first['msg']}") from exc

@@ -54,7 +54,9 @@ class StagedFile:
         try:
             self._file = temp_path.open("xb")
         except OSError as exc:
-            raise WriteError(f"cannot create {temp_path.name} in the output directory: {exc}") from exc
+            raise WriteError(
+                f"cannot create {temp_path.name} in the output directory: {exc}"
+            ) from exc
         self._committed = False
 
     def write(self, data: bytes) -> int:
@@ -143,7 +145,9 @@ class OutputStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            log.warning("unreadable manifest, export will be redone", extra={"export_id": export_id})
+            log.warning(
+                "unreadable manifest, export will be redone", extra={"export_id": export_id}
+            )
             return None
         manifest = Manifest(
             export_id=data["export_id"],

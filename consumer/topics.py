@@ -36,7 +36,9 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing
+            NewTopic(name, partitions, 1)
+            for name, partitions in topics.items()
+            if name not in existing
         ]
         if not wanted:
             return
@@ -44,6 +46,8 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
         for name, code, message in (tuple(e)[:3] for e in response.topic_errors):
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise RuntimeError(f"cannot create topic {name}: error {code} {message}")
-        log.info("topics created", extra={"event": "topics_created", "topics": [t.name for t in wanted]})
+        log.info(
+            "topics created", extra={"event": "topics_created", "topics": [t.name for t in wanted]}
+        )
     finally:
         await admin.close()

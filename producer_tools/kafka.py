@@ -94,10 +94,11 @@ class ResultWaiter:
 async def send_batches(
     producer: AIOKafkaProducer,
     topic: str,
+    *,
     partition: int,
     key: bytes,
     batches: list[bytes],
-    on_sent: Callable[[int], None] | None = None,
+    on_sent: Callable[[int], object] | None = None,
 ) -> tuple[int, int]:
     """Send each batch to one partition; the offset range (start inclusive, end exclusive)."""
     if not batches:
@@ -115,4 +116,3 @@ async def send_batches(
             if on_sent is not None:
                 on_sent(1)
     return first, last + 1
-

@@ -16,7 +16,7 @@ NAMES = (
 COUNTRIES = ("DE", "TR", "GR", "PL", "ES", "IS", "FR", "NO", "IE", "RS", "VN", "GB", "UA")
 NOTES = (
     "", "Paid in full", 'Customer said "thanks, see you"', "Split, 3 instalments",
-    "Line one\nline two", "=HYPERLINK(\"http://example.invalid\")", "-discount applied",
+    "Line one\nline two", '=HYPERLINK("http://example.invalid")', "-discount applied",
     "+1 555 0100", "@ops please check", "Ünïcödé ✓ — ok", "<b>bold?</b> & more",
 )  # fmt: skip
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

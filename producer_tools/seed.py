@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and print the result. Kafka settings come from the EXPORT_* variables.",
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--records", type=int, default=1_000, help="records to generate (default 1000)")
+    mode.add_argument(
+        "--records", type=int, default=1_000, help="records to generate (default 1000)"
+    )
     mode.add_argument("--batch", action="store_true", help="run the five demo scenarios instead")
     parser.add_argument("--format", choices=("csv", "pdf"), default="csv")
     parser.add_argument("--export-id", help="default: seed-<random>")
@@ -109,7 +111,9 @@ async def _seed_all(settings: Settings, args: argparse.Namespace, scenarios: lis
                 if args.export_id and not args.batch
                 else f"seed-{scenario.name}-{secrets.token_hex(4)}"
             )
-            result = await _seed_one(settings, args, scenario, export_id, send, waiter)
+            result = await _seed_one(
+                settings, args, scenario, export_id=export_id, send=send, waiter=waiter
+            )
             ok = result.get("status") == scenario.expect_status and (
                 scenario.expect_reason is None
                 or result.get("error", {}).get("reason") == scenario.expect_reason
@@ -141,6 +145,7 @@ async def _seed_one(
     settings: Settings,
     args: argparse.Namespace,
     scenario: Scenario,
+    *,
     export_id: str,
     send: Any,
     waiter: ResultWaiter,
@@ -158,7 +163,9 @@ async def _seed_one(
         file=sys.stderr,
         leave=False,
     ) as bar:
-        start, end = await send_batches(send, args.records_topic, 0, key, batches, bar.update)
+        start, end = await send_batches(
+            send, args.records_topic, partition=0, key=key, batches=batches, on_sent=bar.update
+        )
     request: dict[str, Any] = {
         "export_id": export_id,
         "format": scenario.format,

@@ -26,7 +26,7 @@ def _docker_answers() -> bool:
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         return False
     try:
-        import docker  # noqa: PLC0415 - comes with testcontainers
+        import docker
 
         client = docker.from_env(timeout=3)
         try:
@@ -47,7 +47,7 @@ def broker() -> Iterator[BrokerInfo]:
         yield BrokerInfo(existing, idempotence, "existing")
         return
     if _docker_answers():
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+        from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as kafka:
             yield BrokerInfo(kafka.get_bootstrap_server(), True, "testcontainers")

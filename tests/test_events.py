@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from consumer.events import (
 from consumer.runner import failed_result
 from consumer.structs import ExportFormat, ExportResult, OutputFile, ResultStatus, SourceRange
 
-VALID = {
+VALID: dict[str, Any] = {
     "export_id": "inv-2026-11-0001",
     "format": "csv",
     "columns": ["id", "customer", "amount"],
@@ -33,10 +34,10 @@ VALID = {
 }  # fmt: skip
 
 
-def with_change(path: str, value, *, delete: bool = False) -> dict:
-    body = copy.deepcopy(VALID)
+def with_change(path: str, value, *, delete: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = copy.deepcopy(VALID)
     *parents, last = path.split(".")
-    target = body
+    target: Any = body
     for part in parents:
         target = target[part]
     if delete:

@@ -22,7 +22,9 @@ class TestExportMetrics:
         """A published failure moves the failure counter and the success rate."""
         registry = CollectorRegistry()
         metrics = ExportMetrics(registry)
-        result = failed_result("x", InvalidRequest("format: bad"), fmt=None, source=None, duration_ms=1)
+        result = failed_result(
+            "x", InvalidRequest("format: bad"), fmt=None, source=None, duration_ms=1
+        )
         metrics.result_published(result, "bob")
         labels = {"reason": "invalid_request", "format": "unknown"}
         assert registry.get_sample_value("export_fail_total", labels) == 1

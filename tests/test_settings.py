@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import SettingsError
-from consumer.settings import Settings, load_settings
+from consumer.settings import load_settings
 
 
 class TestSettings:
@@ -56,10 +56,14 @@ class TestSettings:
 
     def test_security_options_reach_the_client(self):
         """SASL settings become aiokafka keyword arguments; the password stays secret."""
-        settings = Settings(
-            security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-            sasl_plain_username="svc", sasl_plain_password="s3cret",
-        )  # fmt: skip
+        settings = load_settings(
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "SCRAM-SHA-256",
+                "sasl_plain_username": "svc",
+                "sasl_plain_password": "s3cret",
+            }
+        )
         options = settings.kafka_client_options()
         assert options["security_protocol"] == "SASL_PLAINTEXT"
         assert options["sasl_mechanism"] == "SCRAM-SHA-256"

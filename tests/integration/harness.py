@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.service import ExportService
-from consumer.settings import Settings
+from consumer.settings import Settings, load_settings
 from consumer.topics import ensure_topics
 
 RESULT_WAIT_S = 30.0
@@ -51,7 +51,7 @@ class Harness:
         return Path(self.base["output_dir"])
 
     def make_settings(self, **overrides: Any) -> Settings:
-        return Settings(**{**self.base, **{k: str(v) for k, v in overrides.items()}})
+        return load_settings({**self.base, **{k: str(v) for k, v in overrides.items()}})
 
     async def start(self) -> None:
         await ensure_topics(
@@ -128,12 +128,15 @@ class Harness:
         md = await self.producer.send_and_wait(self.settings.request_topic, raw, key=key)
         return int(md.offset)
 
-    async def result(self, export_id: str, *, nth: int = 1, timeout: float = RESULT_WAIT_S) -> dict[str, Any]:
+    async def result(
+        self, export_id: str, *, nth: int = 1, wait_s: float = RESULT_WAIT_S
+    ) -> dict[str, Any]:
         """The nth outcome (completed or failed) published for an export."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_s
         while True:
             found = [
-                r for r in self._seen
+                r
+                for r in self._seen
                 if r["export_id"] == export_id and r["status"] in {"completed", "failed"}
             ]
             if len(found) >= nth:
@@ -143,7 +146,7 @@ class Harness:
             for messages in fetched.values():
                 self._seen.extend(orjson.loads(m.value) for m in messages)
 
-    async def dead_letters(self, count: int, timeout: float = RESULT_WAIT_S) -> list[Any]:
+    async def dead_letters(self, count: int, wait_s: float = RESULT_WAIT_S) -> list[Any]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
         )
@@ -153,7 +156,7 @@ class Harness:
             consumer.assign([tp])
             consumer.seek(tp, 0)
             got: list[Any] = []
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + wait_s
             while len(got) < count:
                 assert time.monotonic() < deadline, f"only {len(got)} dead letters"
                 fetched = await consumer.getmany(tp, timeout_ms=200)
@@ -170,21 +173,23 @@ class Harness:
         )
         await consumer.start()
         try:
-            return await consumer.committed(TopicPartition(self.settings.request_topic, partition))
+            tp = TopicPartition(self.settings.request_topic, partition)
+            committed: int | None = await consumer.committed(tp)
+            return committed
         finally:
             await consumer.stop()
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+    from prometheus_client.parser import text_string_to_metric_families
 
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

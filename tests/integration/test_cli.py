@@ -33,7 +33,7 @@ def _dev_command(tmp_path, broker_port: int, metrics_port: int, *extra: str) -> 
 
 
 def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
-    """`export-consumer dev --demo` (the README's first command) exports and checks the scenarios."""
+    """`export-consumer dev --demo` (the README's first command) runs the scenarios."""
     broker_port, metrics_port = free_port(), free_port()
     proc = subprocess.run(
         _dev_command(tmp_path, broker_port, metrics_port, "--demo"),
@@ -82,11 +82,11 @@ def test_dev_stops_cleanly_on_ctrl_c(tmp_path):
 
 
 def _readyz_ok(port: int) -> bool:
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:  # noqa: S310
-            return r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return bool(r.status == 200)
     except OSError:
         return False
 

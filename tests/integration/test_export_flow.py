@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -12,19 +13,14 @@ from consumer.events import RESULT_SCHEMA, validator
 from tests.integration.harness import metric_value, scrape
 
 ROWS = [
-    {"id": 1, "name": "Zoë, \"the\" first", "amount": 12.5},
+    {"id": 1, "name": 'Zoë, "the" first', "amount": 12.5},
     {"id": 2, "name": "=cmd()", "amount": -3},
     {"id": 3, "name": None, "extra": True},
 ]
-EXPECTED_CSV = (
-    b"id,name,amount\r\n"
-    b'1,"Zo\xc3\xab, ""the"" first",12.5\r\n'
-    b"2,'=cmd(),-3\r\n"
-    b"3,,\r\n"
-)
+EXPECTED_CSV = b'id,name,amount\r\n1,"Zo\xc3\xab, ""the"" first",12.5\r\n2,\'=cmd(),-3\r\n3,,\r\n'
 
 
-def output_of(result: dict) -> Path:
+def output_of(result: dict[str, Any]) -> Path:
     return Path(result["output"]["uri"].removeprefix("file://"))
 
 
@@ -43,14 +39,18 @@ class TestCompletedExport:
             assert result["bytes"] == len(EXPECTED_CSV)
             assert result["output"]["sha256"] == hashlib.sha256(EXPECTED_CSV).hexdigest()
             assert result["source"] == {
-                "topic": harness.records_topic, "partition": 0,
-                "start_offset": start, "end_offset": end,
+                "topic": harness.records_topic,
+                "partition": 0,
+                "start_offset": start,
+                "end_offset": end,
             }
             assert result["replayed"] is False
             assert list(validator(RESULT_SCHEMA).iter_errors(result)) == []
             status, text = scrape(service.metrics_port)
             assert status == 200
-            assert metric_value(text, "export_requests_total", format="csv", status="completed") == 1
+            assert (
+                metric_value(text, "export_requests_total", format="csv", status="completed") == 1
+            )
             committed = None
             for _ in range(50):
                 committed = await harness.committed(0) or await harness.committed(1)
@@ -59,7 +59,10 @@ class TestCompletedExport:
                 await asyncio.sleep(0.1)
             assert committed == offset + 1
         # Only the output and its manifest are there: no temporary files left.
-        assert sorted(p.name for p in harness.output_dir.iterdir()) == [".inv-1.manifest.json", "inv-1.csv"]
+        assert sorted(p.name for p in harness.output_dir.iterdir()) == [
+            ".inv-1.manifest.json",
+            "inv-1.csv",
+        ]
 
     async def test_key_filter_that_selects_nothing_gives_header_only(self, harness):
         """With a key that no batch has, the file holds only the header and 0 records."""
@@ -83,7 +86,9 @@ class TestCompletedExport:
             body["source"]["key"] = "mine"
             await harness.send_request(body)
             result = await harness.result("mine")
-        assert output_of(result).read_bytes() == b"id,name,amount\r\n" + EXPECTED_CSV.split(b"\r\n", 1)[1].replace(b"2,'=cmd(),-3\r\n", b"")
+        assert output_of(result).read_bytes() == b"id,name,amount\r\n" + EXPECTED_CSV.split(
+            b"\r\n", 1
+        )[1].replace(b"2,'=cmd(),-3\r\n", b"")
 
     async def test_records_written_after_the_request_are_waited_for(self, harness):
         """A range not yet filled completes once its records arrive."""
@@ -102,8 +107,15 @@ class TestCompletedExport:
         async with harness.service():
             await harness.send_request(
                 harness.request(
-                    "opts", start, end,
-                    options={"delimiter": ";", "bom": True, "header": False, "escape_formulas": False},
+                    "opts",
+                    start,
+                    end,
+                    options={
+                        "delimiter": ";",
+                        "bom": True,
+                        "header": False,
+                        "escape_formulas": False,
+                    },
                 )
             )
             result = await harness.result("opts")
@@ -234,8 +246,12 @@ class TestFailures:
         """A request that breaks the schema gets `invalid_request` with the field's name."""
         async with harness.service():
             await harness.send_request(
-                {"export_id": "broken", "format": "xlsx", "columns": ["a"],
-                 "source": {"topic": "t", "partition": 0, "start_offset": 0, "end_offset": 1}}
+                {
+                    "export_id": "broken",
+                    "format": "xlsx",
+                    "columns": ["a"],
+                    "source": {"topic": "t", "partition": 0, "start_offset": 0, "end_offset": 1},
+                }
             )
             result = await harness.result("broken")
         assert result["status"] == "failed"
@@ -283,7 +299,7 @@ class TestBoundedWork:
                 seen_running.append(metric_value(text, "export_concurrent_running"))
                 assert metric_value(text, "export_queue_depth") == 0
                 await asyncio.sleep(0.1)
-            assert max(seen_running) == 2
+            assert max(v or 0 for v in seen_running) == 2
             await harness.write_batches([ROWS[1]])
             results = [await harness.result(f"wait-{n}") for n in range(5)]
         assert {r["status"] for r in results} == {"completed"}
@@ -323,6 +339,6 @@ async def _partition_of(harness) -> int:
     try:
         tps = [TopicPartition(harness.settings.request_topic, p) for p in (0, 1)]
         ends = await consumer.end_offsets(tps)
-        return next(tp.partition for tp, end in ends.items() if end > 0)
+        return int(next(tp.partition for tp, end in ends.items() if end > 0))
     finally:
         await consumer.stop()
