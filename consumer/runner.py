@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from consumer.errors import BadRecord, Conflict, ExportError, ExportTimeout
 from consumer.events import decode_batch, replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
+from consumer.render_pool import PdfWriter
 from consumer.source import SourceReader
 from consumer.store import Manifest
 from consumer.structs import (
@@ -22,13 +23,15 @@ from consumer.structs import (
     ResultStatus,
     SourceRange,
 )
-from consumer.writers import writer_for
+from consumer.writers.csv import CsvWriter
+from consumer.writers.pdf import ReportInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from aiokafka.structs import ConsumerRecord
 
+    from consumer.render_pool import PdfWorkerPool
     from consumer.settings import Settings
     from consumer.store import OutputStore
     from consumer.structs import ExportRequest
@@ -111,9 +114,10 @@ def write_messages(
 class ExportRunner:
     """Turns a request into a result: replay, conflict, read, write, store."""
 
-    def __init__(self, settings: Settings, store: OutputStore) -> None:
+    def __init__(self, settings: Settings, store: OutputStore, pdf_pool: PdfWorkerPool) -> None:
         self._settings = settings
         self._store = store
+        self._pdf_pool = pdf_pool
         self._locks = KeyedLocks()
 
     async def run(self, request: ExportRequest) -> ExportResult:
@@ -158,22 +162,25 @@ class ExportRunner:
                 )
             return replayed_result(manifest.result)
 
-        writer = writer_for(request)
-        async with SourceReader(self._settings, request.source) as reader:
-            with self._store.stage(request.export_id, request.format) as staged:
-                writer.begin(staged)
-                async for messages in reader.batches():
-                    await run_off_loop(
-                        functools.partial(
-                            write_messages,
-                            writer,
-                            messages,
-                            tally,
-                            request.options.max_bad_records,
+        writer = self._writer_for(request)
+        try:
+            async with SourceReader(self._settings, request.source) as reader:
+                with self._store.stage(request.export_id, request.format) as staged:
+                    await run_off_loop(functools.partial(writer.begin, staged))
+                    async for messages in reader.batches():
+                        await run_off_loop(
+                            functools.partial(
+                                write_messages,
+                                writer,
+                                messages,
+                                tally,
+                                request.options.max_bad_records,
+                            )
                         )
-                    )
-                await run_off_loop(writer.finish)
-                await run_off_loop(staged.commit)
+                    await run_off_loop(writer.finish)
+                    await run_off_loop(staged.commit)
+        finally:
+            await run_off_loop(writer.close)
 
         result = ExportResult(
             export_id=request.export_id,
@@ -196,3 +203,22 @@ class ExportRunner:
             )
         )
         return result
+
+    def _writer_for(self, request: ExportRequest) -> Writer:
+        if request.format is ExportFormat.CSV:
+            return CsvWriter(request.columns, request.options)
+        return PdfWriter(self._pdf_pool, request.columns, request.options, report_info(request))
+
+
+def report_info(request: ExportRequest) -> ReportInfo:
+    """What the report's first page says: title, source range, time, id."""
+    src = request.source
+    source = f"{src.topic}[{src.partition}] offsets {src.start_offset} to {src.end_offset - 1}"
+    if src.key is not None:
+        source += f", key {src.key}"
+    return ReportInfo(
+        title=request.title or request.export_id,
+        source=source,
+        generated_at=utc_timestamp()[:16].replace("T", " ") + " UTC",
+        export_id=request.export_id,
+    )

@@ -19,8 +19,10 @@ from consumer.limiter import ExportLimiter
 from consumer.metrics import ExportMetrics
 from consumer.offsets import OffsetTracker
 from consumer.publisher import ResultPublisher
+from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner, failed_result
 from consumer.store import OutputStore
+from consumer.writers.pdf_fonts import find_font
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
@@ -51,7 +53,9 @@ class ExportService:
         self.metrics.running.set_function(lambda: self.limiter.running)
         self.metrics.queue_depth.set_function(lambda: self.limiter.waiting)
         self.store = OutputStore(settings.output_dir)
-        self.runner = ExportRunner(settings, self.store)
+        self.font = find_font(settings.pdf_font)
+        self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
+        self.runner = ExportRunner(settings, self.store, self.pdf_pool)
         self.metrics_port: int | None = None
         """The bound metrics port, once started (differs from the setting when that is 0)."""
         self._tracker = OffsetTracker()
@@ -71,7 +75,14 @@ class ExportService:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.store.prepare()
+        if not self.font.is_dejavu:
+            log.warning(
+                "DejaVu Sans not found: PDFs use reportlab's Vera, which covers Latin-1 only "
+                "(install fonts-dejavu-core or set EXPORT_PDF_FONT)",
+                extra={"event": "font_fallback", "font": str(self.font.regular)},
+            )
         async with AsyncExitStack() as stack:
+            stack.callback(self.pdf_pool.stop)
             health = HealthServer(
                 self.settings.metrics_host,
                 self.settings.metrics_port,

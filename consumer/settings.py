@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, FilePath, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer.errors import SettingsError
@@ -30,6 +30,7 @@ DEFAULT_METRICS_PORT = 9400
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
+DEFAULT_PDF_MAX_PAGES = 5_000
 
 
 class SecurityProtocol(StrEnum):
@@ -82,6 +83,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
     """How long running exports may take to finish after SIGTERM."""
     log_level: LogLevel = LogLevel.INFO
+
+    pdf_font: FilePath | None = None
+    """A TTF font for reports; default DejaVu Sans from the system, else reportlab's Vera."""
+    pdf_max_pages: int = Field(DEFAULT_PDF_MAX_PAGES, ge=1)
+    """A report that would pass this many pages fails with `too_large`."""
 
     enable_idempotence: bool = True
     """Idempotent producer; off for brokers without InitProducerId (the embedded one)."""

@@ -44,6 +44,7 @@ BATCH_SCENARIOS = (
     Scenario("small-csv", 100, "csv"),
     Scenario("medium-csv", 10_000, "csv", request_overrides={"options": {"bom": True}}),
     Scenario("large-csv", 100_000, "csv"),
+    Scenario("report-pdf", 2_000, "pdf"),
     Scenario(
         "invalid-request",
         10,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from consumer.structs import ExportFormat, ExportRequest
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -28,11 +26,5 @@ class Writer(Protocol):
     def finish(self) -> None:
         """Write what comes after the last record."""
 
-
-def writer_for(request: ExportRequest) -> Writer:
-    """The writer for the request's format."""
-    if request.format is ExportFormat.CSV:
-        from consumer.writers.csv import CsvWriter  # noqa: PLC0415 - avoid a cycle
-
-        return CsvWriter(request.columns, request.options)
-    raise NotImplementedError(f"format {request.format.value} has no writer yet")
+    def close(self) -> None:
+        """Release what the writer holds; called after finish() or instead of it."""

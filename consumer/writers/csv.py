@@ -71,6 +71,9 @@ class CsvWriter:
     def finish(self) -> None:
         self._flush()
 
+    def close(self) -> None:
+        """Nothing to release: the sink belongs to the store."""
+
     def _flush(self) -> None:
         if self._sink is None:
             raise RuntimeError("begin() was not called")

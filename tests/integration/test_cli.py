@@ -45,10 +45,11 @@ def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
     assert lines[0].startswith(f"export-consumer dev: broker 127.0.0.1:{broker_port}")
     assert f"metrics http://127.0.0.1:{metrics_port}/metrics" in lines[0]
     verdicts = [line for line in lines if line.endswith("[ok]")]
-    assert len(verdicts) == 4, proc.stdout
+    assert len(verdicts) == 5, proc.stdout
     assert any(v.startswith("invalid-request: failed (invalid_request)") for v in verdicts)
-    outputs = sorted(p.name for p in (tmp_path / "exports").glob("*.csv"))
-    assert len(outputs) == 3
+    assert any(v.startswith("report-pdf: completed 2000 records") for v in verdicts)
+    assert len(list((tmp_path / "exports").glob("*.csv"))) == 3
+    assert len(list((tmp_path / "exports").glob("*.pdf"))) == 1
     # Everything it started is gone.
     assert not _port_open(broker_port)
     assert not _port_open(metrics_port)

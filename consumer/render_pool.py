@@ -1,0 +1,206 @@
+"""PDF rendering in worker processes, so the event loop and its heartbeats never wait on it.
+
+Each export checks out one long-lived worker and talks to it over a pipe: `begin`, then
+`add` per batch, then `finish`, which returns the PDF's bytes. A worker that is abandoned
+mid-report (cancel, deadline, error) is killed and replaced; one that dies fails its
+export with `internal` and the pool starts a fresh one for the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from typing import TYPE_CHECKING, Any
+
+from consumer.errors import (
+    BadRecord,
+    ExportError,
+    FailureReason,
+    InvalidRequest,
+    TooLarge,
+    WriteError,
+)
+from consumer.writers.pdf import PdfRenderer, ReportInfo
+from consumer.writers.pdf_fonts import register_fonts
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from consumer.structs import ExportOptions
+    from consumer.writers import Sink
+    from consumer.writers.pdf_fonts import FontChoice
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+_ERRORS: dict[str, type[ExportError]] = {
+    FailureReason.INVALID_REQUEST.value: InvalidRequest,
+    FailureReason.TOO_LARGE.value: TooLarge,
+    FailureReason.BAD_RECORD.value: BadRecord,
+    FailureReason.WRITE_ERROR.value: WriteError,
+}
+
+
+def _serve(conn: Connection, regular: str, bold: str) -> None:  # pragma: no cover - in worker
+    """The worker process: render reports one at a time until told to close."""
+    from pathlib import Path  # noqa: PLC0415 - keeps the worker's start-up imports minimal
+
+    register_fonts(Path(regular), Path(bold))
+    renderer: PdfRenderer | None = None
+    while True:
+        try:
+            command, *args = conn.recv()
+        except EOFError:
+            return
+        try:
+            if command == "begin":
+                renderer = PdfRenderer(*args)
+                conn.send(("ok", None))
+            elif command == "add" and renderer is not None:
+                renderer.add(args[0])
+                conn.send(("ok", None))
+            elif command == "finish" and renderer is not None:
+                data, renderer = renderer.finish(), None
+                conn.send(("ok", data))
+            else:
+                return
+        except ExportError as exc:
+            renderer = None
+            conn.send(("error", exc.reason.value, exc.message))
+        except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
+            renderer = None
+            conn.send(("error", FailureReason.INTERNAL.value, f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+    def call(self, *message: Any) -> Any:
+        try:
+            self.conn.send(message)
+            reply = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            self.process.join(timeout=1)
+            raise ExportError(
+                f"the PDF worker process died (exit code {self.process.exitcode})"
+            ) from exc
+        if reply[0] == "error":
+            _, reason, text = reply
+            raise _ERRORS.get(reason, ExportError)(text)
+        return reply[1]
+
+    def kill(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+
+class PdfWorkerPool:
+    """Up to `size` worker processes; idle ones are kept for the next report."""
+
+    def __init__(self, size: int, font: FontChoice, max_pages: int) -> None:
+        self.size = size
+        self.max_pages = max_pages
+        self._font = font
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (for operators and fault tests)."""
+        with self._lock:
+            return [w.process.pid for w in [*self._idle, *self._busy] if w.process.pid]
+
+    def checkout(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise ExportError("the PDF worker pool is shut down")
+            worker = self._idle.pop() if self._idle else None
+        if worker is None or not worker.process.is_alive():
+            worker = self._spawn()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def checkin(self, worker: _Worker, *, reusable: bool) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            keep = reusable and not self._closed and worker.process.is_alive()
+            if keep and len(self._idle) < self.size:
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve,
+            args=(child, str(self._font.regular), str(self._font.bold)),
+            name="pdf-worker",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def stop(self) -> None:
+        """Kill every worker; safe to call twice."""
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._busy.clear()
+        for worker in workers:
+            worker.kill()
+
+
+class PdfWriter:
+    """The `Writer` for PDF: forwards batches to a worker, writes the returned bytes."""
+
+    def __init__(
+        self,
+        pool: PdfWorkerPool,
+        columns: Sequence[str],
+        options: ExportOptions,
+        info: ReportInfo,
+    ) -> None:
+        self._pool = pool
+        self._columns = tuple(columns)
+        self._options = options
+        self._info = info
+        self._worker: _Worker | None = None
+        self._sink: Sink | None = None
+
+    def begin(self, sink: Sink) -> None:
+        self._sink = sink
+        self._worker = self._pool.checkout()
+        self._worker.call("begin", self._columns, self._options, self._info, self._pool.max_pages)
+
+    def write_records(self, records: Sequence[dict[str, Any]]) -> None:
+        if self._worker is None:
+            raise RuntimeError("begin() was not called")
+        self._worker.call("add", list(records))
+
+    def finish(self) -> None:
+        if self._worker is None or self._sink is None:
+            raise RuntimeError("begin() was not called")
+        data: bytes = self._worker.call("finish")
+        self._pool.checkin(self._worker, reusable=True)
+        self._worker = None
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            self._sink.write(bytes(view[start : start + CHUNK]))
+
+    def close(self) -> None:
+        """A report not finished is abandoned: its worker is killed, not reused."""
+        if self._worker is not None:
+            self._pool.checkin(self._worker, reusable=False)
+            self._worker = None

@@ -1,0 +1,313 @@
+"""PDF reports drawn straight onto a reportlab canvas, page by page as records arrive.
+
+The table is laid out once, from the header and the first batch: column widths follow
+the measured text, long cells are cut with an ellipsis, `auto` orientation turns the page
+when the columns need it. Every page repeats the header row and says "Page n of m";
+m is a form drawn once at the end and referenced from every page.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen.canvas import Canvas
+
+from consumer.errors import InvalidRequest, TooLarge
+from consumer.structs import Orientation
+from consumer.writers.cells import cell_text
+from consumer.writers.pdf_fonts import BOLD, REGULAR
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from consumer.structs import ExportOptions
+
+MARGIN = 36.0
+TITLE_BLOCK = 44.0
+FOOTER_BLOCK = 22.0
+CELL_PAD = 3.0
+BODY_FONT = 8.0
+MIN_FONT = 6.0
+MAX_ROW_H = 16.0
+MIN_COL_W = 2 * CELL_PAD + 4 * MIN_FONT * 0.6  # room for about three letters and "…"
+SAMPLE_ROWS = 200
+ELLIPSIS = "…"
+HEADER_BG = (0.20, 0.27, 0.36)
+STRIPE_BG = (0.93, 0.95, 0.97)
+RULE = (0.80, 0.83, 0.87)
+MUTED = (0.35, 0.38, 0.42)
+TOTAL_FORM = "page_total"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInfo:
+    """What the first page says about the export."""
+
+    title: str
+    source: str
+    generated_at: str
+    export_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    page_w: float
+    page_h: float
+    widths: tuple[float, ...]
+    font_size: float
+    row_h: float
+    numeric: tuple[bool, ...]
+    """Columns whose sampled cells are all numbers: drawn right-aligned."""
+
+
+def check_columns_fit(columns: Sequence[str]) -> None:
+    """Refuse, before any record is read, a column count no page can hold legibly."""
+    usable_landscape = landscape(A4)[0] - 2 * MARGIN
+    if len(columns) * MIN_COL_W > usable_landscape:
+        most = int(usable_landscape // MIN_COL_W)
+        raise InvalidRequest(
+            f"columns: {len(columns)} columns cannot fit legibly on a landscape page at "
+            f"{MIN_FONT:g}pt (at most {most} fit)"
+        )
+
+
+def plan_layout(
+    columns: Sequence[str], sample: Sequence[Sequence[str]], options: ExportOptions
+) -> Layout:
+    """Widths from measured text; orientation and font size so every column fits legibly."""
+    portrait_w, portrait_h = A4
+    landscape_w, landscape_h = landscape(A4)
+    check_columns_fit(columns)
+    natural = []
+    for index, name in enumerate(columns):
+        cells = sorted(stringWidth(row[index], REGULAR, BODY_FONT) for row in sample)
+        # The 90th percentile: one very long value should not widen a column for all.
+        typical = cells[int(len(cells) * 0.9)] if cells else 0.0
+        natural.append(max(stringWidth(name, BOLD, BODY_FONT), typical) + 2 * CELL_PAD)
+    wanted = sum(natural)
+    if options.orientation is Orientation.PORTRAIT:
+        page_w, page_h = portrait_w, portrait_h
+    elif options.orientation is Orientation.LANDSCAPE or wanted > portrait_w - 2 * MARGIN:
+        page_w, page_h = landscape_w, landscape_h
+    else:
+        page_w, page_h = portrait_w, portrait_h
+    usable = page_w - 2 * MARGIN
+    font_size = BODY_FONT
+    if wanted > usable:
+        # Shrink the font first (down to the minimum), then the widest columns.
+        font_size = max(MIN_FONT, BODY_FONT * usable / wanted)
+        natural = [w * font_size / BODY_FONT for w in natural]
+        natural = _squeeze(natural, usable)
+    scale = usable / sum(natural)
+    widths = tuple(w * scale for w in natural)
+    if min(widths) < MIN_COL_W - 0.01 and options.orientation is Orientation.PORTRAIT:
+        raise InvalidRequest(
+            f"columns: {len(columns)} columns cannot fit legibly on a portrait page; "
+            "use orientation landscape or auto"
+        )
+    rows = options.rows_per_page + 1
+    table_h = page_h - 2 * MARGIN - TITLE_BLOCK - FOOTER_BLOCK
+    row_h = min(MAX_ROW_H, table_h / rows)
+    min_row_h = font_size * 1.45
+    if row_h < min_row_h:
+        # More rows than a standard page holds legibly: the page grows taller instead.
+        row_h = min_row_h
+        page_h = rows * row_h + 2 * MARGIN + TITLE_BLOCK + FOOTER_BLOCK
+    numeric = tuple(
+        any(row[i] for row in sample) and all(_is_number(row[i]) for row in sample if row[i])
+        for i in range(len(columns))
+    )
+    return Layout(page_w, page_h, widths, font_size, row_h, numeric)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _squeeze(widths: list[float], usable: float) -> list[float]:
+    """Narrow the widest columns first until the total fits, never below MIN_COL_W."""
+    widths = list(widths)
+    while sum(widths) > usable + 0.01:
+        excess = sum(widths) - usable
+        widest = max(widths)
+        over = [i for i, w in enumerate(widths) if w >= widest - 0.01]
+        others = [w for w in widths if w < widest - 0.01]
+        target = max(max(others, default=MIN_COL_W), MIN_COL_W, widest - excess / len(over))
+        if target >= widest - 0.01:
+            break
+        for i in over:
+            widths[i] = target
+    return widths
+
+
+def fit_text(text: str, width: float, font: str, size: float) -> str:
+    """The text, cut with an ellipsis so it fits `width`; one line (line breaks as spaces)."""
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
+    # Cheap bound first: no glyph in these fonts is wider than 1.3 em.
+    if len(text) * size * 1.3 <= width or stringWidth(text, font, size) <= width:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if stringWidth(text[:middle] + ELLIPSIS, font, size) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + ELLIPSIS
+
+
+class PdfRenderer:
+    """Draws a report; holds at most one page of rows, plus the canvas's compressed pages."""
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        options: ExportOptions,
+        info: ReportInfo,
+        max_pages: int,
+    ) -> None:
+        self._columns = tuple(columns)
+        self._options = options
+        self._info = info
+        self._max_pages = max_pages
+        self._buffer = io.BytesIO()
+        self._canvas: Canvas | None = None
+        self._layout: Layout | None = None
+        self._pending: list[list[str]] = []
+        self._pages = 0
+        self.records = 0
+        check_columns_fit(self._columns)
+
+    def add(self, records: Sequence[dict[str, Any]]) -> None:
+        columns = self._columns
+        self._pending.extend([cell_text(r.get(c)) for c in columns] for r in records)
+        self.records += len(records)
+        if self._layout is None and len(self._pending) >= SAMPLE_ROWS:
+            self._start()
+        per_page = self._options.rows_per_page
+        while self._layout is not None and len(self._pending) >= per_page:
+            self._draw_page(self._pending[:per_page])
+            del self._pending[:per_page]
+
+    def finish(self) -> bytes:
+        """Draw what is left, write the page total, and return the PDF's bytes."""
+        if self._layout is None:
+            self._start()
+        per_page = self._options.rows_per_page
+        while self._pending or self._pages == 0:
+            self._draw_page(self._pending[:per_page])
+            del self._pending[:per_page]
+        canvas = self._canvas
+        assert canvas is not None  # noqa: S101 - _start() made it
+        canvas.beginForm(TOTAL_FORM)
+        canvas.setFont(REGULAR, 8)
+        canvas.setFillColorRGB(*MUTED)
+        canvas.drawString(0, 0, str(self._pages))
+        canvas.endForm()
+        canvas.save()
+        return self._buffer.getvalue()
+
+    def _start(self) -> None:
+        self._layout = plan_layout(self._columns, self._pending[:SAMPLE_ROWS], self._options)
+        self._canvas = Canvas(
+            self._buffer,
+            pagesize=(self._layout.page_w, self._layout.page_h),
+            pageCompression=1,
+            invariant=1,
+        )
+        self._canvas.setTitle(self._info.title)
+        self._canvas.setAuthor("export-consumer")
+        self._canvas.setSubject(f"Export {self._info.export_id}")
+
+    def _draw_page(self, rows: Sequence[Sequence[str]]) -> None:
+        layout, canvas = self._layout, self._canvas
+        assert layout is not None  # noqa: S101 - _start() ran
+        assert canvas is not None  # noqa: S101
+        self._pages += 1
+        if self._pages > self._max_pages:
+            raise TooLarge(
+                f"the report passed the limit of {self._max_pages} pages "
+                f"({self._options.rows_per_page} rows a page) at record {self.records}"
+            )
+        top = layout.page_h - MARGIN
+        if self._pages == 1:
+            self._draw_title(canvas, top)
+            y = top - TITLE_BLOCK
+        else:
+            y = top
+        self._draw_row(canvas, layout, y, self._columns, header=True)
+        for index, row in enumerate(rows):
+            y -= layout.row_h
+            if index % 2 == 1:
+                canvas.setFillColorRGB(*STRIPE_BG)
+                canvas.rect(MARGIN, y - layout.row_h, sum(layout.widths), layout.row_h, 0, 1)
+            self._draw_row(canvas, layout, y, row, header=False)
+        self._draw_footer(canvas, layout)
+        canvas.showPage()
+
+    def _draw_title(self, canvas: Canvas, top: float) -> None:
+        info = self._info
+        width = self._layout.page_w - 2 * MARGIN if self._layout else 0.0
+        canvas.setFillColorRGB(0, 0, 0)
+        canvas.setFont(BOLD, 15)
+        canvas.drawString(MARGIN, top - 15, fit_text(info.title, width, BOLD, 15))
+        canvas.setFont(REGULAR, 8.5)
+        canvas.setFillColorRGB(*MUTED)
+        line = f"Source {info.source}  ·  generated {info.generated_at}  ·  export {info.export_id}"
+        canvas.drawString(MARGIN, top - 30, fit_text(line, width, REGULAR, 8.5))
+
+    def _draw_row(
+        self, canvas: Canvas, layout: Layout, y: float, cells: Sequence[str], *, header: bool
+    ) -> None:
+        size = layout.font_size
+        font = BOLD if header else REGULAR
+        bottom = y - layout.row_h
+        total = sum(layout.widths)
+        if header:
+            canvas.setFillColorRGB(*HEADER_BG)
+            canvas.rect(MARGIN, bottom, total, layout.row_h, 0, 1)
+            canvas.setFillColorRGB(1, 1, 1)
+        else:
+            canvas.setFillColorRGB(0.1, 0.1, 0.1)
+        text = canvas.beginText()
+        text.setFont(font, size)
+        baseline = bottom + (layout.row_h - size) / 2 + size * 0.22
+        x = MARGIN
+        for cell, width, numeric in zip(cells, layout.widths, layout.numeric, strict=True):
+            shown = fit_text(cell, width - 2 * CELL_PAD, font, size)
+            if numeric:
+                right = x + width - CELL_PAD
+                text.setTextOrigin(right - stringWidth(shown, font, size), baseline)
+            else:
+                text.setTextOrigin(x + CELL_PAD, baseline)
+            text.textOut(shown)
+            x += width
+        canvas.drawText(text)
+        if not header:
+            canvas.setStrokeColorRGB(*RULE)
+            canvas.setLineWidth(0.4)
+            canvas.line(MARGIN, bottom, MARGIN + total, bottom)
+
+    def _draw_footer(self, canvas: Canvas, layout: Layout) -> None:
+        canvas.setFont(REGULAR, 8)
+        canvas.setFillColorRGB(*MUTED)
+        y = MARGIN - 4
+        canvas.drawString(MARGIN, y, fit_text(self._info.title, layout.page_w / 2, REGULAR, 8))
+        label = f"Page {self._pages} of "
+        # Right-aligned as if the total had as many digits as this page number.
+        digits = stringWidth(str(self._pages), REGULAR, 8)
+        x = layout.page_w - MARGIN - stringWidth(label, REGULAR, 8) - digits
+        canvas.drawString(x, y, label)
+        canvas.saveState()
+        canvas.translate(x + stringWidth(label, REGULAR, 8), y)
+        canvas.doForm(TOTAL_FORM)
+        canvas.restoreState()
