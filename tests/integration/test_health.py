@@ -36,3 +36,33 @@ async def test_readyz_is_503_until_the_group_is_joined_then_200(harness):
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 60)
+
+
+async def test_assert_export_passes_after_real_traffic_and_fails_on_a_bad_bound(harness):
+    """assert-export checks a live service: all six hold after a successful export."""
+    import sys
+
+    start, end = await harness.write_batches([[{"id": 1}, {"id": 2}]])
+    async with harness.service() as service:
+        await harness.send_request(harness.request("metered", start, end))
+        assert (await harness.result("metered"))["status"] == "completed"
+        url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "producer_tools.assert_metrics", "--url", url,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        # A failed export drops the csv success rate to 0.5: the command must say so.
+        await harness.send_request(harness.request("unmetered", 0, 1, columns=[]))
+        await harness.result("unmetered")
+        bad = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "producer_tools.assert_metrics", "--url", url,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        bad_out, _ = await bad.communicate()
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0, out.decode()
+    assert len(lines) == 6
+    assert all(line.startswith("ok") for line in lines)
+    assert bad.returncode == 1
+    assert "FAIL export_success_rate" in bad_out.decode()

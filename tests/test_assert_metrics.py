@@ -1,0 +1,22 @@
+"""assert-export's arithmetic: p95 from buckets and the six checks."""
+
+from __future__ import annotations
+
+import math
+
+from producer_tools.assert_metrics import evaluate, p95_from_buckets
+
+
+def test_p95_interpolates_inside_the_bucket():
+    """95 of 100 observations at or below 100 ms, the rest up to 250, gives p95 = 100."""
+    assert p95_from_buckets({10.0: 50, 100.0: 95, 250.0: 100, math.inf: 100}) == 100.0
+    assert p95_from_buckets({100.0: 0, 200.0: 100, math.inf: 100}) == 195.0
+    assert p95_from_buckets({math.inf: 0}) == 0.0
+
+
+def test_missing_metrics_fail_the_first_check():
+    """An exposition without the nine series fails and names what is missing."""
+    checks = evaluate("# TYPE export_queue_depth gauge\nexport_queue_depth 0\n")
+    assert not checks[0].ok
+    assert "export_requests" in checks[0].value
+    assert not checks[-1].ok
