@@ -196,3 +196,8 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
+
+
+def output_of(result: dict[str, Any]) -> Path:
+    """The output file a completed result points at."""
+    return Path(result["output"]["uri"].removeprefix("file://"))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from pathlib import Path
-from typing import Any
 
 import orjson
 
 from consumer.events import RESULT_SCHEMA, validator
-from tests.integration.harness import metric_value, scrape
+from tests.integration.harness import metric_value, output_of, scrape
 
 ROWS = [
     {"id": 1, "name": 'Zoë, "the" first', "amount": 12.5},
@@ -18,10 +16,6 @@ ROWS = [
     {"id": 3, "name": None, "extra": True},
 ]
 EXPECTED_CSV = b'id,name,amount\r\n1,"Zo\xc3\xab, ""the"" first",12.5\r\n2,\'=cmd(),-3\r\n3,,\r\n'
-
-
-def output_of(result: dict[str, Any]) -> Path:
-    return Path(result["output"]["uri"].removeprefix("file://"))
 
 
 class TestCompletedExport:

@@ -11,6 +11,8 @@ from typing import Any
 import pypdf
 from PIL import Image
 
+from tests.integration.harness import output_of
+
 ROWS_PER_PAGE = 20
 NAMES = ["Çağla Öztürk", "Jürgen Groß", "Σοφία Παπαδοπούλου", "Дмитрий Иванов"]
 MARKUP = ["<b>bold</b>", "Tom & Jerry", "<font color=red>x</font>", "&amp; &lt;"]
@@ -26,10 +28,6 @@ def records(count: int, start: int = 1) -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
-
-
-def output_of(result: dict[str, Any]) -> Path:
-    return Path(result["output"]["uri"].removeprefix("file://"))
 
 
 def page_png(pdf: Path, page: int, out: Path) -> Path:
