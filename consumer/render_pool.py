@@ -21,6 +21,7 @@ from consumer.errors import (
     TooLarge,
     WriteError,
 )
+from consumer.writers.cells import cell_text
 from consumer.writers.pdf import PdfRenderer, ReportInfo
 from consumer.writers.pdf_fonts import register_fonts
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+AHEAD = 2
+"""Batches sent to a worker before waiting for it to draw the oldest."""
 _ERRORS: dict[str, type[ExportError]] = {
     FailureReason.INVALID_REQUEST.value: InvalidRequest,
     FailureReason.TOO_LARGE.value: TooLarge,
@@ -60,7 +63,7 @@ def _serve(conn: Connection, regular: str, bold: str) -> None:  # pragma: no cov
                 renderer = PdfRenderer(*args)
                 conn.send(("ok", None))
             elif command == "add" and renderer is not None:
-                renderer.add(args[0])
+                renderer.add_rows(args[0])
                 conn.send(("ok", None))
             elif command == "finish" and renderer is not None:
                 data, renderer = renderer.finish(), None
@@ -81,18 +84,29 @@ class _Worker:
         self.conn = conn
 
     def call(self, *message: Any) -> Any:
+        self.send(*message)
+        return self.receive()
+
+    def send(self, *message: Any) -> None:
         try:
             self.conn.send(message)
+        except OSError as exc:
+            raise self._died() from exc
+
+    def receive(self) -> Any:
+        """The reply to the oldest message sent; a reported error is raised here."""
+        try:
             reply = self.conn.recv()
         except (EOFError, OSError) as exc:
-            self.process.join(timeout=1)
-            raise ExportError(
-                f"the PDF worker process died (exit code {self.process.exitcode})"
-            ) from exc
+            raise self._died() from exc
         if reply[0] == "error":
             _, reason, text = reply
             raise _ERRORS.get(reason, ExportError)(text)
         return reply[1]
+
+    def _died(self) -> ExportError:
+        self.process.join(timeout=1)
+        return ExportError(f"the PDF worker process died (exit code {self.process.exitcode})")
 
     def kill(self) -> None:
         self.conn.close()
@@ -163,7 +177,12 @@ class PdfWorkerPool:
 
 
 class PdfWriter:
-    """The `Writer` for PDF: forwards batches to a worker, writes the returned bytes."""
+    """The `Writer` for PDF: forwards batches to a worker, writes the returned bytes.
+
+    Records become rows of cell text here, so the worker only draws, and batches are
+    sent without waiting for the one before to be drawn (at most `AHEAD` in the pipe):
+    fetching and decoding overlap with drawing, on another core.
+    """
 
     def __init__(
         self,
@@ -178,6 +197,7 @@ class PdfWriter:
         self._info = info
         self._worker: _Worker | None = None
         self._sink: Sink | None = None
+        self._unanswered = 0
 
     def begin(self, sink: Sink) -> None:
         self._sink = sink
@@ -187,11 +207,19 @@ class PdfWriter:
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
         if self._worker is None:
             raise RuntimeError("begin() was not called")
-        self._worker.call("add", list(records))
+        columns = self._columns
+        self._worker.send("add", [[cell_text(r.get(c)) for c in columns] for r in records])
+        self._unanswered += 1
+        while self._unanswered > AHEAD:
+            self._worker.receive()
+            self._unanswered -= 1
 
     def finish(self) -> None:
         if self._worker is None or self._sink is None:
             raise RuntimeError("begin() was not called")
+        while self._unanswered:
+            self._worker.receive()
+            self._unanswered -= 1
         data: bytes = self._worker.call("finish")
         self._pool.checkin(self._worker, reusable=True)
         self._worker = None

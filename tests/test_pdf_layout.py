@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from consumer.errors import InvalidRequest
 from consumer.structs import ExportOptions, Orientation
@@ -90,3 +93,26 @@ def test_characters_the_font_lacks_do_not_crash():
     renderer = PdfRenderer(["a"], ExportOptions(), INFO, 10)
     renderer.add([{"a": "😀 漢字 \u0000 \ufffe"}])
     assert renderer.finish().startswith(b"%PDF")
+
+
+def _page_texts(data: bytes) -> list[str]:
+    return [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
+
+
+def test_numbers_wider_than_the_sample_are_printed_whole():
+    """Ids that outgrow the measured sample are drawn smaller, never cut to "1…"."""
+    renderer = PdfRenderer(["id", "name"], ExportOptions(), INFO, 100)
+    renderer.add([{"id": i, "name": "Ann"} for i in range(1, 201)])
+    renderer.add([{"id": 123_456_789_012_345, "name": "Bob"}])
+    last = _page_texts(renderer.finish())[-1]
+    assert "123456789012345" in last
+    assert ELLIPSIS not in last
+
+
+def test_repeated_values_print_the_same_on_every_page():
+    """Cached cell text still prints each value as written, on every page."""
+    renderer = PdfRenderer(["note"], ExportOptions(rows_per_page=10), INFO, 100)
+    renderer.add([{"note": "Ünïcödé ✓ <b>x</b> & Σοφία"} for _ in range(30)])
+    pages = _page_texts(renderer.finish())
+    assert len(pages) == 3
+    assert all(page.count("Ünïcödé ✓ <b>x</b> & Σοφία") == 10 for page in pages)

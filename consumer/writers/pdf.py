@@ -9,12 +9,16 @@ m is a form drawn once at the end and referenced from every page.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.rl_accel import fp_str
+from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
+from reportlab.pdfgen.textobject import PDFTextObject
 
 from consumer.errors import InvalidRequest, TooLarge
 from consumer.structs import Orientation
@@ -41,6 +45,54 @@ STRIPE_BG = (0.93, 0.95, 0.97)
 RULE = (0.80, 0.83, 0.87)
 MUTED = (0.35, 0.38, 0.42)
 TOTAL_FORM = "page_total"
+CACHE_LIMIT = 20_000
+"""Entries kept in each per-report cache before it is emptied, so memory stays bounded."""
+
+FormatCache = dict[tuple[str, float, int, str], tuple[str, int]]
+
+
+def _compress_last_page(canvas: Canvas) -> None:
+    """Deflate the page just finished now instead of at save().
+
+    reportlab keeps each page's drawing operators as text until the document is saved,
+    which for a 2,000-page report is hundreds of megabytes; compressed they are a
+    tenth of that. A stream that already names its filter is written as it is.
+    """
+    page = canvas._doc.Pages.pages[-1]  # noqa: SLF001 - no public handle on finished pages
+    if page.stream:
+        content = zlib.compress(page.stream.encode("utf-8"), 6)
+        page.Contents = PDFStream(
+            PDFDictionary({"Filter": PDFName("FlateDecode")}), content, filters=[]
+        )
+        page.stream = None
+
+
+class CellText(PDFTextObject):  # type: ignore[misc] # reportlab ships no types
+    """A text object that places each cell at its own origin, with cached text operators.
+
+    reportlab encodes every string for the font's subsets on each call, which is most of
+    a report's drawing time; the result depends only on the font, the size, the subset
+    selected before and the text, so it is kept per report (`cache`) and reused. Cells
+    are placed absolutely, so the cursor tracking that `textOut` pays for is not needed.
+    """
+
+    _code: list[str]
+    _curSubset: int  # noqa: N815 - reportlab's name
+    _fontname: str
+    _fontsize: float
+
+    def __init__(self, canvas: Canvas, cache: FormatCache) -> None:
+        super().__init__(canvas)
+        self._cache = cache
+
+    def cell(self, x: float, y: float, text: str) -> None:
+        self._code.append(f"1 0 0 1 {fp_str(x, y)} Tm")
+        key = (self._fontname, self._fontsize, self._curSubset, text)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = (self._formatText(text), self._curSubset)
+        self._code.append(hit[0])
+        self._curSubset = hit[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +114,15 @@ class Layout:
     row_h: float
     numeric: tuple[bool, ...]
     """Columns whose sampled cells are all numbers: drawn right-aligned."""
+    lefts: tuple[float, ...] = ()
+    """Each column's left edge."""
+
+    def __post_init__(self) -> None:
+        edges, x = [], MARGIN
+        for width in self.widths:
+            edges.append(x)
+            x += width
+        object.__setattr__(self, "lefts", tuple(edges))
 
 
 def check_columns_fit(columns: Sequence[str]) -> None:
@@ -82,11 +143,20 @@ def plan_layout(
     portrait_w, portrait_h = A4
     landscape_w, landscape_h = landscape(A4)
     check_columns_fit(columns)
+    numeric = tuple(
+        any(row[i] for row in sample) and all(_is_number(row[i]) for row in sample if row[i])
+        for i in range(len(columns))
+    )
     natural = []
     for index, name in enumerate(columns):
         cells = sorted(stringWidth(row[index], REGULAR, BODY_FONT) for row in sample)
-        # The 90th percentile: one very long value should not widen a column for all.
-        typical = cells[int(len(cells) * 0.9)] if cells else 0.0
+        if numeric[index]:
+            # Numbers are never cut, and later ones (ids, running totals) grow: the
+            # widest sampled value plus two digits.
+            typical = (cells[-1] if cells else 0.0) + stringWidth("00", REGULAR, BODY_FONT)
+        else:
+            # The 90th percentile: one very long value should not widen a column for all.
+            typical = cells[int(len(cells) * 0.9)] if cells else 0.0
         natural.append(max(stringWidth(name, BOLD, BODY_FONT), typical) + 2 * CELL_PAD)
     wanted = sum(natural)
     if options.orientation is Orientation.PORTRAIT:
@@ -117,10 +187,6 @@ def plan_layout(
         # More rows than a standard page holds legibly: the page grows taller instead.
         row_h = min_row_h
         page_h = rows * row_h + 2 * MARGIN + TITLE_BLOCK + FOOTER_BLOCK
-    numeric = tuple(
-        any(row[i] for row in sample) and all(_is_number(row[i]) for row in sample if row[i])
-        for i in range(len(columns))
-    )
     return Layout(page_w, page_h, widths, font_size, row_h, numeric)
 
 
@@ -183,14 +249,21 @@ class PdfRenderer:
         self._canvas: Canvas | None = None
         self._layout: Layout | None = None
         self._pending: list[list[str]] = []
+        self._fitted: dict[tuple[str, int, str], tuple[float, str, float]] = {}
+        """(font, column, text) -> (offset in the column, text as shown, size): values repeat."""
+        self._formatted: FormatCache = {}
         self._pages = 0
         self.records = 0
         check_columns_fit(self._columns)
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
         columns = self._columns
-        self._pending.extend([cell_text(r.get(c)) for c in columns] for r in records)
-        self.records += len(records)
+        self.add_rows([[cell_text(r.get(c)) for c in columns] for r in records])
+
+    def add_rows(self, rows: list[list[str]]) -> None:
+        """Rows of cell text, one per record, in the columns' order."""
+        self._pending.extend(rows)
+        self.records += len(rows)
         if self._layout is None and len(self._pending) >= SAMPLE_ROWS:
             self._start()
         per_page = self._options.rows_per_page
@@ -241,18 +314,27 @@ class PdfRenderer:
         top = layout.page_h - MARGIN
         if self._pages == 1:
             self._draw_title(canvas, top)
-            y = top - TITLE_BLOCK
-        else:
-            y = top
-        self._draw_row(canvas, layout, y, self._columns, header=True)
-        for index, row in enumerate(rows):
-            y -= layout.row_h
-            if index % 2 == 1:
-                canvas.setFillColorRGB(*STRIPE_BG)
-                canvas.rect(MARGIN, y - layout.row_h, sum(layout.widths), layout.row_h, 0, 1)
-            self._draw_row(canvas, layout, y, row, header=False)
+            top -= TITLE_BLOCK
+        self._draw_grid(canvas, layout, top, len(rows))
+        # One text object for the whole table: far fewer operators than one per row.
+        text = CellText(canvas, self._formatted)
+        size, row_h = layout.font_size, layout.row_h
+        lift = (row_h - size) / 2 + size * 0.22
+        text.setFont(BOLD, size)
+        text.setFillColorRGB(1, 1, 1)
+        self._place_row(text, layout, top - row_h + lift, self._columns, BOLD)
+        text.setFont(REGULAR, size)
+        text.setFillColorRGB(0.1, 0.1, 0.1)
+        for index, row in enumerate(rows, start=2):
+            self._place_row(text, layout, top - index * row_h + lift, row, REGULAR)
+        canvas.drawText(text)
         self._draw_footer(canvas, layout)
         canvas.showPage()
+        _compress_last_page(canvas)
+        if len(self._fitted) > CACHE_LIMIT:
+            self._fitted.clear()
+        if len(self._formatted) > CACHE_LIMIT:
+            self._formatted.clear()
 
     def _draw_title(self, canvas: Canvas, top: float) -> None:
         info = self._info
@@ -265,37 +347,60 @@ class PdfRenderer:
         line = f"Source {info.source}  ·  generated {info.generated_at}  ·  export {info.export_id}"
         canvas.drawString(MARGIN, top - 30, fit_text(line, width, REGULAR, 8.5))
 
-    def _draw_row(
-        self, canvas: Canvas, layout: Layout, y: float, cells: Sequence[str], *, header: bool
+    @staticmethod
+    def _draw_grid(canvas: Canvas, layout: Layout, top: float, rows: int) -> None:
+        """The header's band, the stripes of every other row and a rule under each row."""
+        total = sum(layout.widths)
+        row_h = layout.row_h
+        canvas.setFillColorRGB(*HEADER_BG)
+        canvas.rect(MARGIN, top - row_h, total, row_h, 0, 1)
+        canvas.setFillColorRGB(*STRIPE_BG)
+        for index in range(2, rows + 1, 2):
+            canvas.rect(MARGIN, top - (index + 1) * row_h, total, row_h, 0, 1)
+        canvas.setStrokeColorRGB(*RULE)
+        canvas.setLineWidth(0.4)
+        for index in range(1, rows + 1):
+            y = top - (index + 1) * row_h
+            canvas.line(MARGIN, y, MARGIN + total, y)
+
+    def _place_row(
+        self, text: CellText, layout: Layout, baseline: float, cells: Sequence[str], font: str
     ) -> None:
         size = layout.font_size
-        font = BOLD if header else REGULAR
-        bottom = y - layout.row_h
-        total = sum(layout.widths)
-        if header:
-            canvas.setFillColorRGB(*HEADER_BG)
-            canvas.rect(MARGIN, bottom, total, layout.row_h, 0, 1)
-            canvas.setFillColorRGB(1, 1, 1)
-        else:
-            canvas.setFillColorRGB(0.1, 0.1, 0.1)
-        text = canvas.beginText()
-        text.setFont(font, size)
-        baseline = bottom + (layout.row_h - size) / 2 + size * 0.22
-        x = MARGIN
-        for cell, width, numeric in zip(cells, layout.widths, layout.numeric, strict=True):
-            shown = fit_text(cell, width - 2 * CELL_PAD, font, size)
-            if numeric:
-                right = x + width - CELL_PAD
-                text.setTextOrigin(right - stringWidth(shown, font, size), baseline)
+        fitted = self._fitted
+        lefts = layout.lefts
+        for column, cell in enumerate(cells):
+            key = (font, column, cell)
+            placed = fitted.get(key)
+            if placed is None:
+                placed = fitted[key] = self._fit_cell(layout, column, cell, font)
+            dx, shown, cell_size = placed
+            if cell_size == size:
+                text.cell(lefts[column] + dx, baseline, shown)
             else:
-                text.setTextOrigin(x + CELL_PAD, baseline)
-            text.textOut(shown)
-            x += width
-        canvas.drawText(text)
-        if not header:
-            canvas.setStrokeColorRGB(*RULE)
-            canvas.setLineWidth(0.4)
-            canvas.line(MARGIN, bottom, MARGIN + total, bottom)
+                text.setFont(font, cell_size)
+                text.cell(lefts[column] + dx, baseline, shown)
+                text.setFont(font, size)
+
+    @staticmethod
+    def _fit_cell(layout: Layout, column: int, cell: str, font: str) -> tuple[float, str, float]:
+        """Where the cell's text starts in its column, the text as shown, and its size.
+
+        Text is cut with an ellipsis; a number that is too wide is drawn smaller instead,
+        because a cut number would be a wrong one. Numeric columns, header included, are
+        right-aligned.
+        """
+        size, width = layout.font_size, layout.widths[column]
+        room = width - 2 * CELL_PAD
+        if not layout.numeric[column]:
+            return CELL_PAD, fit_text(cell, room, font, size), size
+        if not _is_number(cell):
+            cell = fit_text(cell, room, font, size)
+        natural = stringWidth(cell, font, size)
+        if natural > room:
+            size = size * room / natural
+            natural = room
+        return width - CELL_PAD - natural, cell, size
 
     def _draw_footer(self, canvas: Canvas, layout: Layout) -> None:
         canvas.setFont(REGULAR, 8)

@@ -1,0 +1,346 @@
+"""What every benchmark needs: a broker, seeded data, the service as its own process, a stopwatch.
+
+The service runs as `export-consumer run` in a child process, so its memory and CPU are
+its own: `ProcessTree` samples the resident memory and CPU time of that process and its
+PDF workers. Times are taken the way a user sees them: from publishing the request to
+receiving its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import orjson
+
+from consumer.broker import EmbeddedBroker, free_port
+from consumer.settings import env_name, load_settings
+from consumer.topics import ensure_topics
+from producer_tools.kafka import ResultWaiter, producer, send_batches
+from producer_tools.records import COLUMNS, generate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
+    from aiokafka import AIOKafkaProducer
+
+    from consumer.settings import Settings
+
+BATCH_RECORDS = 1_000
+SAMPLE_INTERVAL_S = 0.02
+READY_TIMEOUT_S = 60.0
+MB = 1024 * 1024
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(p) for p in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(resident bytes, CPU seconds) of one process, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields after the command name: utime, stime are 12 and 13, rss is 22 (0-based).
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[21]) * PAGE_SIZE, cpu
+
+
+class ProcessTree:
+    """Samples a process and its descendants: peak summed RSS and CPU seconds used."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = 0
+        self.peaks: dict[int, int] = {}
+        """Each process's own peak resident bytes."""
+        self._cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def pids(self) -> list[int]:
+        pids, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            todo += _children(pid)
+        return pids
+
+    def sample(self) -> int:
+        rss = 0
+        for pid in self.pids():
+            stat = _stat(pid)
+            if stat is not None:
+                rss += stat[0]
+                self._cpu[pid] = stat[1]
+                self.peaks[pid] = max(self.peaks.get(pid, 0), stat[0])
+        self.peak_rss = max(self.peak_rss, rss)
+        return rss
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every process seen so far (exited ones keep their last sample)."""
+        self.sample()
+        return sum(self._cpu.values())
+
+    def reset_peak(self) -> None:
+        self.peak_rss = 0
+        self.peaks.clear()
+        self.sample()
+
+    def describe_peaks(self) -> str:
+        """Peak of the whole tree, then of the service process and of its largest child."""
+        own = self.peaks.get(self.pid, 0)
+        child = max((v for k, v in self.peaks.items() if k != self.pid), default=0)
+        return (
+            f"peak {self.peak_rss / MB:.0f} MB together "
+            f"(service process {own / MB:.0f} MB, largest worker {child / MB:.0f} MB)"
+        )
+
+    def __enter__(self) -> Self:
+        def loop() -> None:
+            while not self._stop.wait(SAMPLE_INTERVAL_S):
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def busy_cores() -> list[float]:
+    """Busy jiffies of each CPU since boot, from /proc/stat (user+nice+system+irq+softirq)."""
+    busy = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in values[:7])
+            busy.append((user + nice + system + irq + softirq) / CLOCK_TICKS)
+    return busy
+
+
+@dataclass
+class ServiceProcess:
+    """`export-consumer run` as a child process against the bench's broker."""
+
+    bootstrap: str
+    output_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    group_id: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
+    metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(
+            {
+                env_name("bootstrap_servers"): self.bootstrap,
+                env_name("group_id"): self.group_id,
+                env_name("output_dir"): str(self.output_dir),
+                env_name("metrics_host"): "127.0.0.1",
+                env_name("metrics_port"): str(self.metrics_port),
+                env_name("enable_idempotence"): "false",
+                env_name("log_level"): "WARNING",
+                env_name("session_timeout_ms"): "6000",
+                env_name("heartbeat_interval_ms"): "1000",
+                **self.extra_env,
+            }
+        )
+        self.process = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        ready = self.metrics_url.replace("/metrics", "/readyz")
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(ready, timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the service did not become ready in time")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class SeededRange:
+    """Records written once to the records topic, exported many times."""
+
+    topic: str
+    key: str
+    start: int
+    end: int
+    count: int
+
+
+class BenchKafka:
+    """The bench's embedded broker, its topics, a producer and a result waiter."""
+
+    def __init__(self) -> None:
+        self.broker = EmbeddedBroker(port=free_port())
+        self.workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
+        self.records_topic = "bench.records"
+        self.settings: Settings | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._waiter: ResultWaiter | None = None
+
+    async def __aenter__(self) -> Self:
+        self.broker.start()
+        self.settings = load_settings(
+            {
+                "bootstrap_servers": self.broker.bootstrap_servers,
+                "enable_idempotence": "false",
+            }
+        )
+        s = self.settings
+        await ensure_topics(
+            s, {s.request_topic: 4, s.result_topic: 1, s.dlq_topic: 1, self.records_topic: 1}
+        )
+        self._producer = producer(s)
+        await self._producer.start()
+        self._waiter = ResultWaiter(s)
+        await self._waiter.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._waiter is not None:
+            await self._waiter.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        self.broker.stop()
+
+    def service(self, name: str, **extra_env: str) -> ServiceProcess:
+        return ServiceProcess(
+            self.broker.bootstrap_servers, self.workdir / name, extra_env={**extra_env}
+        )
+
+    async def seed(self, count: int, *, batch_records: int = BATCH_RECORDS) -> SeededRange:
+        """Write `count` generated records in JSON batches under one fresh key."""
+        assert self._producer is not None  # noqa: S101 - inside the context
+        key = f"bench-{secrets.token_hex(4)}"
+        batches = [
+            orjson.dumps(generate(min(batch_records, count - start), start_id=start + 1))
+            for start in range(0, count, batch_records)
+        ]
+        start, end = await send_batches(
+            self._producer, self.records_topic, partition=0, key=key.encode(), batches=batches
+        )
+        return SeededRange(self.records_topic, key, start, end, count)
+
+    async def export(
+        self, seeded: SeededRange, fmt: str, **options: Any
+    ) -> tuple[float, dict[str, Any]]:
+        """Request an export of the range; seconds from publishing to the result, and it."""
+        seconds, results = await self.export_many([seeded], fmt, **options)
+        return seconds, results[0]
+
+    async def export_many(
+        self, ranges: Sequence[SeededRange], fmt: str, **options: Any
+    ) -> tuple[float, list[dict[str, Any]]]:
+        """Request exports of all ranges at once; seconds until the last result, and them."""
+        assert self._producer is not None  # noqa: S101
+        assert self._waiter is not None  # noqa: S101
+        assert self.settings is not None  # noqa: S101
+        started = time.perf_counter()
+        ids = []
+        for seeded in ranges:
+            export_id = f"bench-{fmt}-{secrets.token_hex(6)}"
+            ids.append(export_id)
+            request = {
+                "export_id": export_id,
+                "format": fmt,
+                "columns": list(COLUMNS),
+                "source": {
+                    "topic": seeded.topic,
+                    "partition": 0,
+                    "start_offset": seeded.start,
+                    "end_offset": seeded.end,
+                    "key": seeded.key,
+                },
+                "requested_by": "bench",
+                "title": f"Benchmark {fmt} export of {seeded.count} records",
+                "options": options,
+            }
+            await self._producer.send(
+                self.settings.request_topic, orjson.dumps(request), key=export_id.encode()
+            )
+        await self._producer.flush()
+        results = []
+        for export_id in ids:
+            result = await self._waiter.wait(export_id, timeout_s=900)
+            if result.get("status") != "completed":
+                raise RuntimeError(f"bench export failed: {result}")
+            results.append(result)
+        return time.perf_counter() - started, results
+
+
+def timed(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run an async benchmark's main; Ctrl-C exits quietly."""
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,109 @@
+"""PDF benchmark: the service against the platypus peer on the same records, side by side.
+
+    python -m bench.pdf                 # 20,000 records, peer and service alternately, 3 rounds
+    python -m bench.pdf --memory 100000 # peak memory of one 100,000-record report
+    python -m bench.pdf --concurrent 5  # five reports at once: wall time and cores used
+
+The service is timed from publishing the request to receiving its `completed` result,
+through a real broker; the peer renders the same records from memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import orjson
+
+from bench.harness import MB, BenchKafka, ProcessTree, busy_cores, median, run
+from bench.peers.pdf_platypus import render
+from producer_tools.records import COLUMNS, generate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.pdf", description=__doc__)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each (default 3)")
+    parser.add_argument("--memory", type=int, metavar="N", help="measure one N-record report")
+    parser.add_argument("--concurrent", type=int, metavar="K", help="K reports at once")
+    return parser
+
+
+async def throughput(records: int, rounds: int) -> None:
+    data = generate(records)
+    async with BenchKafka() as kafka:
+        seeded = await kafka.seed(records)
+        with kafka.service("throughput"):
+            print(f"warm-up: peer and service, {records} records", flush=True)
+            render(data, COLUMNS)
+            await kafka.export(seeded, "pdf")
+            peer_s, service_s = [], []
+            for round_no in range(1, rounds + 1):
+                started = time.perf_counter()
+                size = len(render(data, COLUMNS))
+                peer_s.append(time.perf_counter() - started)
+                seconds, result = await kafka.export(seeded, "pdf")
+                service_s.append(seconds)
+                print(
+                    f"round {round_no}: peer {peer_s[-1]:.2f} s ({size / MB:.1f} MB), "
+                    f"service {seconds:.2f} s ({result['bytes'] / MB:.1f} MB)",
+                    flush=True,
+                )
+    peer, ours = median(peer_s), median(service_s)
+    print(
+        f"PDF {records} records, median of {rounds}: peer {peer:.2f} s "
+        f"({records / peer:,.0f} rec/s), service {ours:.2f} s ({records / ours:,.0f} rec/s), "
+        f"service/peer {ours / peer:.2f}x"
+    )
+
+
+async def memory(records: int) -> None:
+    async with BenchKafka() as kafka:
+        seeded = await kafka.seed(records)
+        with kafka.service("memory") as service:
+            assert service.process is not None  # noqa: S101
+            with ProcessTree(service.process.pid) as tree:
+                idle = tree.sample()
+                tree.reset_peak()
+                seconds, result = await kafka.export(seeded, "pdf")
+    print(
+        f"PDF {records} records: {seconds:.2f} s, {result['bytes'] / MB:.1f} MB file; "
+        f"service + PDF worker resident memory: idle {idle / MB:.0f} MB, "
+        f"{tree.describe_peaks()}, sampled every 20 ms"
+    )
+
+
+async def concurrent(count: int, records: int) -> None:
+    async with BenchKafka() as kafka:
+        ranges = [await kafka.seed(records) for _ in range(count)]
+        with kafka.service("concurrent") as service:
+            assert service.process is not None  # noqa: S101
+            with ProcessTree(service.process.pid) as tree:
+                await kafka.export(ranges[0], "pdf")  # warm-up: a worker exists
+                one_s, _ = await kafka.export(ranges[0], "pdf")
+                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
+                wall_s, results = await kafka.export_many(ranges, "pdf")
+                cpu_s = tree.cpu_seconds() - cpu_before
+                per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
+    print(
+        f"{count} concurrent PDF exports of {records} records: {wall_s:.2f} s "
+        f"(one alone: {one_s:.2f} s, ratio {wall_s / one_s:.2f}x); "
+        f"service CPU {cpu_s:.1f} s = {cpu_s / wall_s:.2f} cores busy on average; "
+        "machine cores busy: "
+        + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
+    )
+    print(orjson.dumps([r["records"] for r in results]).decode())
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.memory:
+        run(lambda: memory(args.memory))
+    elif args.concurrent:
+        run(lambda: concurrent(args.concurrent, args.records))
+    else:
+        run(lambda: throughput(args.records, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
