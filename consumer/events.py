@@ -20,6 +20,7 @@ from consumer.errors import InvalidRequest, PoisonMessage
 from consumer.structs import (
     ExportFormat,
     ExportOptions,
+    ExportProgress,
     ExportRequest,
     ExportResult,
     Orientation,
@@ -194,6 +195,24 @@ def result_json(result: ExportResult) -> dict[str, Any]:
     out["finished_at"] = result.finished_at
     out["replayed"] = result.replayed
     return out
+
+
+def progress_json(progress: ExportProgress) -> dict[str, Any]:
+    """A `running` event as JSON: records so far and percent of the offset range."""
+    return {
+        "export_id": progress.export_id,
+        "status": ResultStatus.RUNNING.value,
+        "format": progress.format.value,
+        "records": progress.records,
+        "percent": round(progress.percent, 1),
+        "source": _source_json(progress.source),
+        "elapsed_ms": round(progress.elapsed_ms, 1),
+        "updated_at": progress.updated_at,
+    }
+
+
+def encode_progress(progress: ExportProgress) -> bytes:
+    return orjson.dumps(progress_json(progress))
 
 
 def encode_result(result: ExportResult) -> bytes:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Self
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from consumer.events import encode_result
+from consumer.events import encode_progress, encode_result
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from consumer.errors import ExportError
     from consumer.settings import Settings
-    from consumer.structs import ExportResult
+    from consumer.structs import ExportProgress, ExportResult
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,22 @@ class ResultPublisher:
             what=f"result of {result.export_id}",
         )
 
+    async def publish_progress(self, progress: ExportProgress) -> None:
+        """Best effort: a `running` event is queued, never retried, never waited for.
+
+        It shares the result's key, so it lands on the same partition, before the result.
+        """
+        try:
+            delivery = await self._producer.send(
+                self._settings.result_topic,
+                encode_progress(progress),
+                key=progress.export_id.encode(),
+            )
+        except KafkaError as exc:
+            log.debug("progress not sent: %s", exc, extra={"export_id": progress.export_id})
+            return
+        delivery.add_done_callback(_drop_delivery_error)
+
     async def publish_dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: ExportError
     ) -> None:
@@ -119,3 +135,9 @@ class ResultPublisher:
                 await asyncio.sleep(delay)
             else:
                 return
+
+
+def _drop_delivery_error(delivery: asyncio.Future[object]) -> None:
+    # Reading the exception marks it handled; a lost progress event only delays a bar.
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.debug("progress event not delivered: %s", delivery.exception())

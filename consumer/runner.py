@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from consumer.errors import BadRecord, Conflict, ExportError, ExportTimeout
 from consumer.events import decode_batch, replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
+from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.source import SourceReader
 from consumer.store import Manifest
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from aiokafka.structs import ConsumerRecord
 
+    from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
     from consumer.settings import Settings
     from consumer.store import OutputStore
@@ -120,16 +122,22 @@ class ExportRunner:
         self._pdf_pool = pdf_pool
         self._locks = KeyedLocks()
 
-    async def run(self, request: ExportRequest) -> ExportResult:
-        """Never raises for a failed export: the failure is the result."""
+    async def run(
+        self, request: ExportRequest, on_progress: ProgressSink | None = None
+    ) -> ExportResult:
+        """Never raises for a failed export: the failure is the result.
+
+        `on_progress` gets a `running` event at most once a second while records flow.
+        """
         started = time.monotonic()
         tally = Tally()
+        progress = ProgressReporter(request, started, on_progress)
         error: ExportError
         try:
             # One export per id at a time: a replay waits for the first to finish.
             async with self._locks.hold(request.export_id):
                 async with asyncio.timeout(self._settings.timeout_s) as deadline:
-                    return await self._export(request, started, tally)
+                    return await self._export(request, started, tally, progress)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -152,7 +160,9 @@ class ExportRunner:
             tally=tally,
         )
 
-    async def _export(self, request: ExportRequest, started: float, tally: Tally) -> ExportResult:
+    async def _export(
+        self, request: ExportRequest, started: float, tally: Tally, progress: ProgressReporter
+    ) -> ExportResult:
         manifest = self._store.manifest(request.export_id)
         if manifest is not None:
             if manifest.fingerprint != request.fingerprint:
@@ -177,6 +187,7 @@ class ExportRunner:
                                 request.options.max_bad_records,
                             )
                         )
+                        await progress.update(tally.records, reader.position)
                     await run_off_loop(writer.finish)
                     await run_off_loop(staged.commit)
         finally:

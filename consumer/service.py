@@ -182,7 +182,7 @@ class ExportService:
         async with self.limiter.slot():
             self.metrics.export_started(request.format)
             try:
-                result = await self.runner.run(request)
+                result = await self.runner.run(request, self._publisher.publish_progress)
             finally:
                 self.metrics.export_ended(request.format)
         await self._publish(result, request.requested_by)

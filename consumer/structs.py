@@ -28,6 +28,8 @@ class ResultStatus(StrEnum):
 
     COMPLETED = "completed"
     FAILED = "failed"
+    RUNNING = "running"
+    """A progress event; consumers that want outcomes only skip it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +113,18 @@ class ExportResult:
     output: OutputFile | None = None
     error: Failure | None = None
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportProgress:
+    """A `running` event: how far an export has got, published at most once a second."""
+
+    export_id: str
+    format: ExportFormat
+    source: SourceRange
+    records: int
+    """Records written so far."""
+    percent: float
+    """Share of the offset range read, 0 to 100."""
+    elapsed_ms: float
+    updated_at: str

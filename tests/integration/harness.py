@@ -146,6 +146,10 @@ class Harness:
             for messages in fetched.values():
                 self._seen.extend(orjson.loads(m.value) for m in messages)
 
+    def events(self, export_id: str) -> list[dict[str, Any]]:
+        """Every event seen so far for an export, progress included, in topic order."""
+        return [r for r in self._seen if r["export_id"] == export_id]
+
     async def dead_letters(self, count: int, wait_s: float = RESULT_WAIT_S) -> list[Any]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
