@@ -21,17 +21,40 @@ log = logging.getLogger(__name__)
 
 
 class Readiness:
-    """Whether the service should get traffic, and why not."""
+    """Whether the service should get traffic, and why not.
+
+    Ready means: joined the group with partitions settled, the broker answered the
+    last check, and not shutting down.
+    """
 
     def __init__(self) -> None:
-        self.reason: str | None = "starting"
+        self._group: str | None = "starting"
+        self._broker: str | None = None
+        self._draining = False
+
+    @property
+    def reason(self) -> str | None:
         """None when ready; otherwise the one-line reason /readyz gives."""
+        if self._draining:
+            return "shutting down"
+        if self._broker is not None:
+            return f"broker unreachable: {self._broker}"
+        return self._group
 
-    def ready(self) -> None:
-        self.reason = None
+    def joined(self) -> None:
+        self._group = None
 
-    def not_ready(self, reason: str) -> None:
-        self.reason = reason
+    def rebalancing(self) -> None:
+        self._group = "rebalancing"
+
+    def draining(self) -> None:
+        self._draining = True
+
+    def broker_answered(self) -> None:
+        self._broker = None
+
+    def broker_failed(self, why: str) -> None:
+        self._broker = why
 
 
 class HealthServer:

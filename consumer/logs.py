@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,20 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "asctime",
     "taskName",
 }
+
+
+CURRENT_EXPORT: ContextVar[str | None] = ContextVar("current_export", default=None)
+"""The export a task (and the threads it hands work to) is working on."""
+
+
+class ExportContext(logging.Filter):
+    """Stamps `export_id` on every record logged while an export is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        export_id = CURRENT_EXPORT.get()
+        if export_id is not None and not hasattr(record, "export_id"):
+            record.export_id = export_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +54,7 @@ def configure_logging(level: str) -> None:
     """Send every logger's records to stderr as JSON lines, at `level`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ExportContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from consumer.structs import ExportFormat, ResultStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from consumer.structs import ExportResult
 
 LATENCY_BUCKETS_MS = (
@@ -36,19 +38,26 @@ def size_class(records: int) -> str:
     return "medium" if records < LARGE_FROM else "large"
 
 
-def resident_memory_bytes() -> int:
-    """This process's resident set size, from /proc."""
-    with open("/proc/self/statm", "rb") as statm:  # noqa: PTH123 - a hot, tiny read
-        return int(statm.read().split()[1]) * _PAGE_SIZE
+def resident_memory_bytes(pid: int | str = "self") -> int:
+    """A process's resident set size, from /proc; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:  # noqa: PTH123 - a hot, tiny read
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        return 0
 
 
 class ExportMetrics:
     """Owns the series on one registry (a fresh one per service, so tests can run several)."""
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, max_users: int = DEFAULT_MAX_USERS
+        self,
+        registry: CollectorRegistry | None = None,
+        max_users: int = DEFAULT_MAX_USERS,
+        memory_probe: Callable[[], int] = resident_memory_bytes,
     ) -> None:
         self.registry = registry or CollectorRegistry()
+        self._memory_probe = memory_probe
         self._max_users = max_users
         self._users: set[str] = set()
         reg = self.registry
@@ -124,16 +133,17 @@ class ExportMetrics:
         return OTHER_USER
 
     def export_started(self, fmt: ExportFormat) -> None:
-        self.running.inc()
         self._running_by_format[fmt.value] += 1
+        # Sampled at the edges too, so an export shorter than the sampling period shows.
+        self.memory.labels(format=fmt.value).set(self._memory_probe())
 
     def export_ended(self, fmt: ExportFormat) -> None:
-        self.running.dec()
+        self.memory.labels(format=fmt.value).set(self._memory_probe())
         self._running_by_format[fmt.value] -= 1
 
     def sample_memory(self) -> None:
         """Record resident memory against each format that has an export running now."""
-        rss = resident_memory_bytes()
+        rss = self._memory_probe()
         for fmt, count in self._running_by_format.items():
             if count > 0:
                 self.memory.labels(format=fmt).set(rss)

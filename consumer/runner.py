@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -77,7 +78,9 @@ def failed_result(
 
 async def run_off_loop(func: Callable[[], T]) -> T:
     """Run CPU work in a thread; on cancel, wait for it so no one touches its files after."""
-    future = asyncio.get_running_loop().run_in_executor(None, func)
+    # The thread runs in a copy of this task's context, so its logs carry the export_id.
+    context = contextvars.copy_context()
+    future = asyncio.get_running_loop().run_in_executor(None, context.run, func)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -149,7 +152,9 @@ class ExportRunner:
         except ExportError as exc:
             error = exc
         except Exception as exc:  # the one broad handler: anything else is `internal`
-            log.exception("export failed", extra={"export_id": request.export_id})
+            log.exception(
+                "export failed", extra={"event": "export_crashed", "export_id": request.export_id}
+            )
             error = ExportError(f"internal error: {type(exc).__name__}: {exc}")
         return failed_result(
             request.export_id,

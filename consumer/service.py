@@ -16,7 +16,8 @@ from consumer.errors import InvalidRequest, PoisonMessage
 from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
 from consumer.limiter import ExportLimiter
-from consumer.metrics import ExportMetrics
+from consumer.logs import CURRENT_EXPORT
+from consumer.metrics import ExportMetrics, resident_memory_bytes
 from consumer.offsets import OffsetTracker
 from consumer.publisher import ResultPublisher
 from consumer.render_pool import PdfWorkerPool
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
 MEMORY_SAMPLE_S = 1.0
+BROKER_CHECK_S = 2.0
+BROKER_CHECK_TIMEOUT_S = 5.0
 
 
 class ExportService:
@@ -47,7 +50,7 @@ class ExportService:
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.metrics = ExportMetrics(registry)
+        self.metrics = ExportMetrics(registry, settings.metrics_max_users, self._resident_memory)
         self.readiness = Readiness()
         self.limiter = ExportLimiter(settings.max_in_flight)
         self.metrics.running.set_function(lambda: self.limiter.running)
@@ -66,6 +69,12 @@ class ExportService:
         self._publisher: ResultPublisher | None = None
         self.started = asyncio.Event()
         """Set once the metrics port is bound and the clients are connected."""
+
+    def _resident_memory(self) -> int:
+        """The service's memory: this process and its PDF worker processes."""
+        return resident_memory_bytes() + sum(
+            resident_memory_bytes(pid) for pid in self.pdf_pool.worker_pids()
+        )
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown; callable from signal handlers and other threads."""
@@ -108,6 +117,8 @@ class ExportService:
             consumer.subscribe([self.settings.request_topic], listener=_Rebalance(self))
             sampler = asyncio.create_task(self._sample_memory())
             stack.push_async_callback(_cancel, sampler)
+            watcher = asyncio.create_task(self._watch_broker(consumer))
+            stack.push_async_callback(_cancel, watcher)
             log.info(
                 "export service started",
                 extra={
@@ -164,6 +175,7 @@ class ExportService:
             await self._publisher.publish_dead_letter(message, exc)
             self._tracker.finished(tp, message.offset)
             return
+        CURRENT_EXPORT.set(export_id)  # this task's logs, and its threads', carry the id
         requested_by = payload.get("requested_by")
         try:
             request = decode_request(payload)
@@ -179,7 +191,17 @@ class ExportService:
             "export received",
             extra={"event": "export_received", "export_id": export_id, "offset": message.offset},
         )
+        received = time.monotonic()
         async with self.limiter.slot():
+            log.info(
+                "export started",
+                extra={
+                    "event": "export_started",
+                    "export_id": export_id,
+                    "format": request.format.value,
+                    "waited_ms": round((time.monotonic() - received) * 1000, 1),
+                },
+            )
             self.metrics.export_started(request.format)
             try:
                 result = await self.runner.run(request, self._publisher.publish_progress)
@@ -221,7 +243,7 @@ class ExportService:
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Commit what finished, cancel the rest, forget the partitions."""
-        self.readiness.not_ready("rebalancing")
+        self.readiness.rebalancing()
         if self._consumer is not None:
             await self._commit(self._consumer)
         doomed = [task for tp in revoked for task in self._tasks.pop(tp, set())]
@@ -239,8 +261,7 @@ class ExportService:
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self._consumer is not None and self.limiter.full:
             self._consumer.pause(*assigned)
-        if not self._stopping.is_set():
-            self.readiness.ready()
+        self.readiness.joined()
         log.info(
             "partitions assigned",
             extra={
@@ -251,7 +272,7 @@ class ExportService:
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
         """Stop fetching, let running exports finish within the grace period, commit."""
-        self.readiness.not_ready("shutting down")
+        self.readiness.draining()
         consumer.pause(*consumer.assignment())
         tasks = [task for tasks in self._tasks.values() for task in tasks]
         started = time.monotonic()
@@ -273,6 +294,24 @@ class ExportService:
                 "drain_s": round(time.monotonic() - started, 2),
             },
         )
+
+    async def _watch_broker(self, consumer: AIOKafkaConsumer) -> None:
+        """Ask the cluster for metadata every few seconds; /readyz says when it cannot."""
+        while True:
+            try:
+                await asyncio.wait_for(consumer.topics(), BROKER_CHECK_TIMEOUT_S)
+            except (KafkaError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                if self.readiness.reason is None:
+                    log.warning(
+                        "broker unreachable: %s", why, extra={"event": "broker_unreachable"}
+                    )
+                self.readiness.broker_failed(why)
+            else:
+                if self.readiness.reason is not None and "broker" in self.readiness.reason:
+                    log.info("broker reachable again", extra={"event": "broker_reachable"})
+                self.readiness.broker_answered()
+            await asyncio.sleep(BROKER_CHECK_S)
 
     async def _sample_memory(self) -> None:
         while True:

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     metrics_host: str = DEFAULT_METRICS_HOST
     metrics_port: int = Field(DEFAULT_METRICS_PORT, ge=0, le=65535)
     """0 picks a free port (tests); the chosen one is logged."""
+    metrics_max_users: int = Field(50, ge=1, le=10_000)
+    """Distinct `user` label values (from untrusted `requested_by`); the rest are `other`."""
     shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
     """How long running exports may take to finish after SIGTERM."""
     log_level: LogLevel = LogLevel.INFO

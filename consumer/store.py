@@ -146,7 +146,8 @@ class OutputStore:
             return None
         except (OSError, ValueError):
             log.warning(
-                "unreadable manifest, export will be redone", extra={"export_id": export_id}
+                "unreadable manifest, export will be redone",
+                extra={"event": "manifest_unreadable", "export_id": export_id},
             )
             return None
         manifest = Manifest(

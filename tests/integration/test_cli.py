@@ -50,9 +50,33 @@ def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
     assert any(v.startswith("report-pdf: completed 2000 records") for v in verdicts)
     assert len(list((tmp_path / "exports").glob("*.csv"))) == 3
     assert len(list((tmp_path / "exports").glob("*.pdf"))) == 1
+    _assert_export_logs(proc.stderr, "seed-large-csv-")
     # Everything it started is gone.
     assert not _port_open(broker_port)
     assert not _port_open(metrics_port)
+
+
+def _assert_export_logs(stderr: str, id_prefix: str) -> None:
+    """The service's stderr is JSON lines; grepping an export's id tells its whole life."""
+    # seed-export's progress bars share this stderr and end in \r, not a new line.
+    lines = [line[line.index('{"ts"') :] for line in stderr.splitlines() if '{"ts"' in line]
+    entries = [orjson.loads(line) for line in lines]
+    assert entries, stderr[-2000:]
+    mine = [e for e in entries if str(e.get("export_id", "")).startswith(id_prefix)]
+    events = [e["event"] for e in mine]
+    assert events[0] == "export_received", events
+    assert events[-1] == "export_finished", events
+    assert "export_started" in events
+    started = next(e for e in mine if e["event"] == "export_started")
+    finished = mine[-1]
+    assert started["waited_ms"] >= 0
+    assert finished["status"] == "completed"
+    assert finished["records"] == 100_000
+    assert finished["duration_ms"] > 0
+    assert all({"ts", "level", "message", "event"} <= e.keys() for e in mine)
+    # Lines about exports never lack the id: every export event names one.
+    about_exports = [e for e in entries if str(e.get("event", "")).startswith("export_")]
+    assert all("export_id" in e for e in about_exports)
 
 
 def test_dev_stops_cleanly_on_ctrl_c(tmp_path):
