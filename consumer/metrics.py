@@ -94,6 +94,19 @@ class ExportMetrics:
             "export_success_rate", "Completed / finished over the last 100 finished exports",
             ["format"], registry=reg,
         )  # fmt: skip
+        # Beyond the nine: arrivals, so "requests arrive but nothing finishes" is expressible.
+        self.received = Counter(
+            "export_received", "Messages taken from the request topic", registry=reg
+        )
+        self.backlog = Gauge(
+            "export_request_backlog",
+            "Requests on this instance's request partitions not yet taken (end offset - position)",
+            registry=reg,
+        )
+        # 1 while /readyz would answer 200, so alerts need no blackbox probe.
+        self.ready = Gauge(
+            "export_ready", "1 when joined, broker reachable and not draining", registry=reg
+        )
         self._finished_at: dict[str, deque[float]] = {}
         self._outcomes: dict[str, deque[bool]] = {}
         self._running_by_format: dict[str, int] = {}

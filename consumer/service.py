@@ -55,6 +55,7 @@ class ExportService:
         self.limiter = ExportLimiter(settings.max_in_flight)
         self.metrics.running.set_function(lambda: self.limiter.running)
         self.metrics.queue_depth.set_function(lambda: self.limiter.waiting)
+        self.metrics.ready.set_function(lambda: float(self.readiness.reason is None))
         self.store = OutputStore(settings.output_dir)
         self.font = find_font(settings.pdf_font)
         self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
@@ -155,6 +156,7 @@ class ExportService:
         tp = TopicPartition(message.topic, message.partition)
         self._tracker.received(tp, message.offset)
         self.limiter.admit()
+        self.metrics.received.inc()
         task = asyncio.create_task(self._handle(tp, message))
         tasks = self._tasks[tp]
         tasks.add(task)
@@ -311,7 +313,18 @@ class ExportService:
                 if self.readiness.reason is not None and "broker" in self.readiness.reason:
                     log.info("broker reachable again", extra={"event": "broker_reachable"})
                 self.readiness.broker_answered()
+                with suppress(KafkaError, TimeoutError):
+                    await asyncio.wait_for(self._measure_backlog(consumer), BROKER_CHECK_TIMEOUT_S)
             await asyncio.sleep(BROKER_CHECK_S)
+
+    async def _measure_backlog(self, consumer: AIOKafkaConsumer) -> None:
+        """Requests on our partitions not yet taken: the queue that pausing leaves in Kafka."""
+        assigned = consumer.assignment()
+        ends = await consumer.end_offsets(list(assigned)) if assigned else {}
+        waiting = 0
+        for tp, end in ends.items():
+            waiting += max(0, end - await consumer.position(tp))
+        self.metrics.backlog.set(waiting)
 
     async def _sample_memory(self) -> None:
         while True:

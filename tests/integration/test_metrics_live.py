@@ -94,6 +94,10 @@ async def test_mixed_traffic_moves_every_metric(harness):
     assert (value("export_memory_bytes", format="pdf") or 0) > 10_000_000
     assert value("export_concurrent_running") == 0
     assert value("export_queue_depth") == 0
+    # Beyond the nine: arrivals and readiness, which the alert rules use.
+    assert metric_value(before, "export_received_total") == 0
+    assert value("export_received_total") == len(requests)
+    assert value("export_ready") == 1
 
 
 def _samples(text: str, name: str) -> dict[_Labels, float]:
@@ -113,24 +117,32 @@ class _Labels(dict[str, str]):
 
 
 async def test_fifteen_at_once_never_run_more_than_five(harness):
-    """15 requests at once: the running gauge reaches 5, never passes it; the queue stays small."""
+    """15 requests at once: 5 run, the other 10 wait in Kafka (the backlog), never in memory."""
     start, _ = await harness.write_batches([rows(0, 1)], key="warm")
     end = start + 16  # offsets start+1 .. start+15 are written only later
     seen_running: list[float] = []
     seen_queue: list[float] = []
+    seen_backlog: list[float] = []
     async with harness.service(max_in_flight="5", timeout_s="60") as service:
         port = service.metrics_port
         assert port is not None
         stop = asyncio.Event()
         all_slots_taken = asyncio.Event()
+        rest_left_in_kafka = asyncio.Event()
+        backlog_cleared = asyncio.Event()
 
         async def poll() -> None:
             while not stop.is_set():
                 _, text = await asyncio.to_thread(scrape, port)
                 seen_running.append(metric_value(text, "export_concurrent_running") or 0)
                 seen_queue.append(metric_value(text, "export_queue_depth") or 0)
+                seen_backlog.append(metric_value(text, "export_request_backlog") or 0)
                 if seen_running[-1] == 5:
                     all_slots_taken.set()
+                if seen_backlog[-1] == 10:
+                    rest_left_in_kafka.set()
+                if rest_left_in_kafka.is_set() and seen_backlog[-1] == 0:
+                    backlog_cleared.set()
                 await asyncio.sleep(0.02)
 
         poller = asyncio.create_task(poll())
@@ -139,21 +151,27 @@ async def test_fifteen_at_once_never_run_more_than_five(harness):
             source = {"topic": harness.records_topic, "partition": 0,
                       "start_offset": start, "end_offset": end, "key": f"k{i}"}  # fmt: skip
             await harness.send_request(harness.request(export_id, start, end, source=source))
-        await all_slots_taken.wait()  # every slot holds an export waiting for its records
+        async with asyncio.timeout(30):
+            # Every slot holds an export waiting for its records; fetching has paused.
+            await all_slots_taken.wait()
+            await rest_left_in_kafka.wait()
         await harness.write_batches([rows(100 + i, 1) for i in range(15)], key=None)
         for i in range(15):
             await harness.write_batches([rows(200 + i, 2)], key=f"k{i}")
         results = [await harness.result(export_id, wait_s=60) for export_id in ids]
+        async with asyncio.timeout(30):
+            await backlog_cleared.wait()
         stop.set()
         await poller
     assert [r["status"] for r in results] == ["completed"] * 15
     assert max(seen_running) == 5
     assert max(seen_queue) <= 100
+    assert max(seen_backlog) == 10
     assert len(seen_running) > 20
 
 
 async def test_readyz_reports_a_lost_broker_and_recovers(tmp_path):
-    """With the broker gone, /readyz is 503 naming it; when it is back, 200 again."""
+    """With the broker gone, /readyz is 503 naming it and export_ready 0; when back, 200 and 1."""
     port = free_port()
     broker = EmbeddedBroker(port=port)
     broker.start()
@@ -170,13 +188,21 @@ async def test_readyz_reports_a_lost_broker_and_recovers(tmp_path):
         broker.stop()
         _, body = await _wait_for_readyz(service, 503)
         assert body.startswith("not ready: broker unreachable"), body
+        assert await _ready_gauge(service) == 0
         broker.start()  # memory-only: it comes back empty, which is enough to answer
         await _wait_for_readyz(service, 200, wait_s=60)
+        assert await _ready_gauge(service) == 1
     finally:
         service.request_stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(task, 60)
         broker.stop()
+
+
+async def _ready_gauge(service: ExportService) -> float | None:
+    assert service.metrics_port is not None
+    _, text = await asyncio.to_thread(scrape, service.metrics_port)
+    return metric_value(text, "export_ready")
 
 
 async def _wait_for_readyz(
