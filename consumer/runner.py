@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from aiokafka.structs import ConsumerRecord
 
+    from consumer.claims import ExportClaim
     from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
     from consumer.settings import Settings
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MAX_CRASHED_ATTEMPTS = 3
+"""Deliveries that may die mid-export before the next one fails it with `internal`."""
 
 
 @dataclass(slots=True)
@@ -137,10 +140,12 @@ class ExportRunner:
         progress = ProgressReporter(request, started, on_progress)
         error: ExportError
         try:
-            # One export per id at a time: a replay waits for the first to finish.
+            # One export per id at a time: a replay waits for the first to finish, here
+            # and (through the claim file) in every process sharing the output directory.
             async with self._locks.hold(request.export_id):
                 async with asyncio.timeout(self._settings.timeout_s) as deadline:
-                    return await self._export(request, started, tally, progress)
+                    async with self._store.claim(request.export_id) as claim:
+                        return await self._export(request, claim, started, tally, progress)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -166,7 +171,12 @@ class ExportRunner:
         )
 
     async def _export(
-        self, request: ExportRequest, started: float, tally: Tally, progress: ProgressReporter
+        self,
+        request: ExportRequest,
+        claim: ExportClaim,
+        started: float,
+        tally: Tally,
+        progress: ProgressReporter,
     ) -> ExportResult:
         manifest = self._store.manifest(request.export_id)
         if manifest is not None:
@@ -176,6 +186,13 @@ class ExportRunner:
                     f"({manifest.file_name}) made from a different request"
                 )
             return replayed_result(manifest.result)
+        if claim.earlier_attempts >= MAX_CRASHED_ATTEMPTS:
+            raise ExportError(
+                f"internal error: the service died during each of the last "
+                f"{claim.earlier_attempts} attempts at this export (out of memory or a crash); "
+                "not trying again"
+            )
+        self._store.remove_parts(request.export_id)  # left by an attempt that died
 
         writer = self._writer_for(request)
         try:

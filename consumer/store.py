@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from consumer.claims import ExportClaim, claim_path, try_lock
 from consumer.errors import WriteError
 from consumer.events import EXPORT_ID_PATTERN, decode_json, encode_json
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +111,43 @@ class OutputStore:
         self.root = root.resolve()
 
     def prepare(self) -> None:
-        """Create the directory; fail start-up if it cannot be."""
+        """Create the directory and remove what dead processes left half-written."""
         self.root.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for part in self.root.glob(f".*{TEMP_SUFFIX}"):
+            export_id = _export_id_of_part(part.name)
+            if export_id is None or not EXPORT_ID_PATTERN.fullmatch(export_id):
+                continue
+            # Only when no live process (this host or another sharing the volume) holds
+            # the claim; a claim file with no holder keeps its count for the redelivery.
+            claim = claim_path(self.root, export_id)
+            fd = try_lock(claim, create=False)
+            if fd is None and claim.exists():
+                continue
+            try:
+                part.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        if removed:
+            log.info(
+                "removed %d temporary files left by a stopped process",
+                removed,
+                extra={"event": "stale_files_removed", "count": removed},
+            )
+
+    def claim(self, export_id: str) -> ExportClaim:
+        """The cross-process claim on an export id; see `consumer.claims`."""
+        self._check_id(export_id)
+        return ExportClaim(claim_path(self.root, export_id))
+
+    def remove_parts(self, export_id: str) -> None:
+        """Delete this export's temporary files; call only while holding its claim."""
+        self._check_id(export_id)
+        for part in self.root.glob(f".{export_id}.*{TEMP_SUFFIX}"):
+            if _export_id_of_part(part.name) == export_id:
+                part.unlink(missing_ok=True)
 
     def _inside(self, name: str) -> Path:
         path = (self.root / name).resolve()
@@ -129,7 +166,7 @@ class OutputStore:
 
     def _manifest_path(self, export_id: str) -> Path:
         self._check_id(export_id)
-        return self._inside(f".{export_id}.manifest.json")
+        return self._inside(f".{export_id}{MANIFEST_SUFFIX}")
 
     def stage(self, export_id: str, fmt: ExportFormat) -> StagedFile:
         """A hidden temporary file that becomes `{export_id}.{fmt}` on commit."""
@@ -179,3 +216,14 @@ class OutputStore:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise WriteError(f"cannot record the manifest of {manifest.export_id}: {exc}") from exc
+
+
+def _export_id_of_part(name: str) -> str | None:
+    """`.{id}.{fmt}.{token}.part` or `.{id}.manifest.json.{token}.part` -> id."""
+    if not name.startswith(".") or not name.endswith(TEMP_SUFFIX):
+        return None
+    staged = name[1 : -len(TEMP_SUFFIX)].rpartition(".")[0]  # drop the token
+    if staged.endswith(MANIFEST_SUFFIX):
+        return staged[: -len(MANIFEST_SUFFIX)]
+    export_id, dot, _fmt = staged.rpartition(".")
+    return export_id if dot else None

@@ -52,7 +52,7 @@ class TestCompletedExport:
                     break
                 await asyncio.sleep(0.1)
             assert committed == offset + 1
-        # Only the output and its manifest are there: no temporary files left.
+        # Only the output and its manifest are there: no temporary or claim files left.
         assert sorted(p.name for p in harness.output_dir.iterdir()) == [
             ".inv-1.manifest.json",
             "inv-1.csv",

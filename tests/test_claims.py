@@ -1,0 +1,111 @@
+"""Claims across real processes: exclusive, released by death, counting attempts that died."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from consumer.store import OutputStore
+from consumer.structs import ExportFormat
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# A process that claims an export, stages its output, says so, then waits to be killed.
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from consumer.store import OutputStore
+    from consumer.structs import ExportFormat
+
+    async def main():
+        store = OutputStore(Path(sys.argv[1]))
+        async with store.claim(sys.argv[2]):
+            staged = store.stage(sys.argv[2], ExportFormat.CSV)
+            staged.write(b"half a file")
+            print("claimed", flush=True)
+            await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> OutputStore:
+    out = OutputStore(tmp_path / "exports")
+    out.prepare()
+    return out
+
+
+def hold(store: OutputStore, export_id: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.root), export_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "claimed"
+    return holder
+
+
+def kill(holder: subprocess.Popen[str]) -> None:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    if holder.stdout is not None:
+        holder.stdout.close()
+
+
+async def test_a_claim_waits_for_another_process_and_counts_its_death(store: OutputStore):
+    """While a live process holds the claim we wait; once it is killed we get it, told why."""
+    holder = hold(store, "exp-1")
+    try:
+        claim = store.claim("exp-1")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5), claim:
+                pass
+    finally:
+        kill(holder)
+    async with store.claim("exp-1") as claim:
+        assert claim.earlier_attempts == 1
+    async with store.claim("exp-1") as claim:
+        assert claim.earlier_attempts == 0  # the attempt above ended: no death to count
+    assert not list(store.root.glob("*.attempts"))  # nor a claim file left behind
+
+
+async def test_deaths_accumulate_until_an_attempt_ends(store: OutputStore):
+    for _ in range(3):
+        kill(hold(store, "poison"))
+    async with store.claim("poison") as claim:
+        assert claim.earlier_attempts == 3
+
+
+def test_start_up_removes_parts_of_dead_processes_only(store: OutputStore):
+    """A dead writer's half file goes at start-up; a live writer's stays."""
+    kill(hold(store, "dead-one"))
+    live = hold(store, "live-one")
+    try:
+        parts = sorted(p.name.split(".")[1] for p in store.root.glob(".*.part"))
+        assert parts == ["dead-one", "live-one"]
+        OutputStore(store.root).prepare()
+        left = [p.name for p in store.root.glob(".*.part")]
+        assert len(left) == 1
+        assert left[0].startswith(".live-one.csv.")
+    finally:
+        kill(live)
+
+
+async def test_parts_of_a_dead_attempt_go_when_the_export_is_claimed_again(store: OutputStore):
+    kill(hold(store, "again"))
+    staged_by_us = store.stage("other", ExportFormat.CSV)
+    async with store.claim("again"):
+        store.remove_parts("again")
+    assert [p.name for p in store.root.glob(".*.part")] == [staged_by_us.temp_path.name]
+    staged_by_us.discard()
