@@ -278,6 +278,12 @@ class ExportService:
         consumer.pause(*consumer.assignment())
         tasks = [task for tasks in self._tasks.values() for task in tasks]
         started = time.monotonic()
+        log.info(
+            "stopping: fetching paused, %d exports may finish within %gs",
+            len(tasks),
+            self.settings.shutdown_grace_s,
+            extra={"event": "service_draining", "running": len(tasks)},
+        )
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_s)
             for task in late:
