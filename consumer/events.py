@@ -249,10 +249,16 @@ class DecodedBatch:
     """What was wrong with the first bad record."""
 
 
-def decode_batch(value: bytes | None) -> DecodedBatch:
+def decode_batch(value: bytes | None, max_bytes: int | None = None) -> DecodedBatch:
     """A source message as records: a JSON object, or an array of objects."""
-    if value is None:
-        return DecodedBatch([], bad=1, problem="message has no value (tombstone)")
+    if value is None or (max_bytes is not None and len(value) > max_bytes):
+        problem = (
+            "message has no value (tombstone)"
+            if value is None
+            else f"message is {len(value):,} bytes, over the limit of {max_bytes:,} "
+            "(EXPORT_MAX_BATCH_BYTES)"
+        )
+        return DecodedBatch([], bad=1, problem=problem)
     try:
         payload = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -97,10 +97,11 @@ def write_messages(
     messages: Sequence[ConsumerRecord[bytes, bytes]],
     tally: Tally,
     max_bad_records: int,
+    max_batch_bytes: int,
 ) -> None:
     """Decode a fetch's messages and write their records (runs off the loop)."""
     for message in messages:
-        batch = decode_batch(message.value)
+        batch = decode_batch(message.value, max_batch_bytes)
         if batch.bad:
             tally.skipped += batch.bad
             if tally.skipped > max_bad_records:
@@ -207,6 +208,7 @@ class ExportRunner:
                                 messages,
                                 tally,
                                 request.options.max_bad_records,
+                                self._settings.max_batch_bytes,
                             )
                         )
                         await progress.update(tally.records, reader.position)

@@ -31,6 +31,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 30.0
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
 DEFAULT_PDF_MAX_PAGES = 5_000
+DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class SecurityProtocol(StrEnum):
@@ -90,6 +91,8 @@ class Settings(BaseSettings):
     """A TTF font for reports; default DejaVu Sans from the system, else reportlab's Vera."""
     pdf_max_pages: int = Field(DEFAULT_PDF_MAX_PAGES, ge=1)
     """A report that would pass this many pages fails with `too_large`."""
+    max_batch_bytes: int = Field(DEFAULT_MAX_BATCH_BYTES, ge=1024)
+    """A source message larger than this is a bad record, not decoded."""
 
     enable_idempotence: bool = True
     """Idempotent producer; off for brokers without InitProducerId (the embedded one)."""

@@ -110,7 +110,16 @@ class SourceReader:
         self._consumer.assign([self._tp])
         self._consumer.seek(self._tp, src.start_offset)
         while self.position < src.end_offset:
-            fetched = await self._consumer.getmany(self._tp, timeout_ms=POLL_TIMEOUT_MS)
+            try:
+                fetched = await self._consumer.getmany(self._tp, timeout_ms=POLL_TIMEOUT_MS)
+            except KafkaError as exc:
+                # Out of range (retention overtook the read) and the like; a broker that is
+                # merely away makes getmany wait instead, within the export's deadline.
+                raise SourceUnavailable(
+                    f"source: reading {src.topic}[{src.partition}] at offset {self.position} "
+                    f"failed: {exc}",
+                    offset=self.position,
+                ) from exc
             messages = fetched.get(self._tp, [])
             chosen = []
             for message in messages:
