@@ -242,6 +242,13 @@ class ExportService:
             log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
         else:
             self._tracker.mark_committed(offsets)
+            log.debug(
+                "offsets committed",
+                extra={
+                    "event": "offsets_committed",
+                    "offsets": {str(tp.partition): o for tp, o in offsets.items()},
+                },
+            )
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Commit what finished, cancel the rest, forget the partitions."""
@@ -259,6 +266,13 @@ class ExportService:
             )
         for tp in revoked:
             self._tracker.forget(tp)
+        log.info(
+            "partitions revoked",
+            extra={
+                "event": "partitions_revoked",
+                "partitions": sorted(tp.partition for tp in revoked),
+            },
+        )
 
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self._consumer is not None and self.limiter.full:

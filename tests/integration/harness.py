@@ -121,11 +121,13 @@ class Harness:
         body.update(fields)
         return body
 
-    async def send_request(self, body: dict[str, Any] | bytes, *, key: bytes | None = None) -> int:
+    async def send_request(
+        self, body: dict[str, Any] | bytes, *, key: bytes | None = None, topic: str | None = None
+    ) -> int:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
         if key is None and isinstance(body, dict) and isinstance(body.get("export_id"), str):
             key = body["export_id"].encode()
-        md = await self.producer.send_and_wait(self.settings.request_topic, raw, key=key)
+        md = await self.producer.send_and_wait(topic or self.settings.request_topic, raw, key=key)
         return int(md.offset)
 
     async def result(
