@@ -69,6 +69,19 @@ class Harness:
         self.results.assign([tp])
         self.results.seek(tp, 0)
 
+    async def start_again(self) -> None:
+        """After a memory-only broker restarts: the topics again, results read from 0."""
+        await ensure_topics(
+            self.settings,
+            {
+                self.settings.request_topic: 2,
+                self.settings.result_topic: 1,
+                self.settings.dlq_topic: 1,
+                self.records_topic: 1,
+            },
+        )
+        self.results.seek(TopicPartition(self.settings.result_topic, 0), 0)
+
     async def stop(self) -> None:
         await self.producer.stop()
         await self.results.stop()

@@ -1,0 +1,94 @@
+"""The broker goes away for 15 s during traffic and comes back; nothing is lost.
+
+Runs on its own embedded broker, which it stops and starts. That broker keeps its data in
+memory only, so after the restart the test creates the topics again and writes the
+records and the in-flight request again (a durable broker would still have them and
+redeliver the request, because it was never committed); the service reconnects on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from consumer.broker import EmbeddedBroker, free_port
+from consumer.topics import ensure_topics
+from tests.integration.harness import Harness, scrape
+from tests.integration.processes import ServiceProcess
+
+OUTAGE_S = 15.0
+
+
+def rows(first: int, count: int) -> list[dict[str, Any]]:
+    return [{"id": first + i, "name": f"name {first + i}", "amount": i} for i in range(count)]
+
+
+async def readyz(service: ServiceProcess) -> tuple[int, str]:
+    return await asyncio.to_thread(scrape, service.metrics_port, "/readyz")
+
+
+async def test_broker_outage_not_ready_meanwhile_then_reconnects_and_loses_nothing(tmp_path):
+    broker = EmbeddedBroker(port=free_port())
+    broker.start()
+    harness = Harness(broker.bootstrap_servers, idempotence=False, tmp_path=tmp_path)
+    trickle = f"{harness.records_topic}-trickle"
+    service = ServiceProcess(harness, "outage", timeout_s=120)
+    try:
+        await harness.start()
+        await ensure_topics(harness.settings, {trickle: 1})
+        await service.start()
+        before = harness.request("before", *await harness.write_batches([rows(0, 10)]))
+        await harness.send_request(before)
+        assert (await harness.result("before"))["status"] == "completed"
+        # In flight across the outage: 2 of its 4 batches exist when the broker goes.
+        await harness.write_batches([rows(0, 1), rows(1, 1)], topic=trickle)
+        source = {"topic": trickle, "partition": 0, "start_offset": 0, "end_offset": 4}
+        await harness.send_request(harness.request("through", 0, 4, source=source))
+        await service.wait_for_log("export_started", "through")
+
+        await _outage(broker, service)
+        broker.start()
+        await harness.start_again()
+        await ensure_topics(harness.settings, {trickle: 1})
+        await harness.write_batches([rows(i, 1) for i in range(4)], topic=trickle)
+        await service.wait_ready(wait_s=90)
+        # The session expired during the outage: the in-flight export was cancelled, with no
+        # result and no commit, so its request is due again; the memory-only broker lost it.
+        assert service.events("exports_cancelled")
+        assert not service.events("export_finished", "through")
+        await harness.send_request(harness.request("through", 0, 4, source=source))
+        after = harness.request("after", *await harness.write_batches([rows(0, 7)]))
+        await harness.send_request(after)
+        after_result = await harness.result("after", wait_s=90)
+        through_result = await harness.result("through", wait_s=90)
+    finally:
+        service.stop()
+        await harness.stop()
+        broker.stop()
+    assert after_result["status"] == "completed"
+    assert after_result["records"] == 7
+    # The export that was reading when the broker went is done once, whole, from the start.
+    assert through_result["status"] == "completed", through_result
+    assert through_result["records"] == 4
+    assert through_result["replayed"] is False
+    outputs = sorted(p.name for p in harness.output_dir.iterdir() if not p.name.startswith("."))
+    assert outputs == ["after.csv", "before.csv", "through.csv"]
+    assert not list(harness.output_dir.glob(".*.part"))
+    assert len(service.events("broker_unreachable")) >= 1
+    assert len(service.events("broker_reachable")) >= 1
+    assert service.starts == 1  # it reconnected by itself; no restart
+
+
+async def _outage(broker: EmbeddedBroker, service: ServiceProcess) -> None:
+    """Stop the broker for OUTAGE_S; the service must say it is not ready, and why."""
+    broker.stop()
+    stopped = time.monotonic()
+    status, body = await readyz(service)
+    while status == 200:
+        await asyncio.sleep(0.2)
+        status, body = await readyz(service)
+    assert status == 503, body
+    assert body.startswith("not ready: broker unreachable"), body
+    await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
+    assert (await readyz(service))[0] == 503
