@@ -45,7 +45,9 @@ class Readiness:
         self._group = None
 
     def rebalancing(self) -> None:
-        self._group = "rebalancing"
+        # The first join also revokes (nothing); until it completes we are still starting.
+        if self._group != "starting":
+            self._group = "rebalancing"
 
     def draining(self) -> None:
         self._draining = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,16 @@ async def finish_trickle(harness: Harness, export_id: str, written: int, total: 
 
 def visible_outputs(harness: Harness) -> list[str]:
     return sorted(p.name for p in harness.output_dir.iterdir() if not p.name.startswith("."))
+
+
+def claim_count(harness: Harness, export_id: str) -> int | None:
+    path = harness.output_dir / f".{export_id}.attempts"
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else None
+
+
+def claim_is(harness: Harness, export_id: str, count: int) -> bool:
+    return claim_count(harness, export_id) == count
 
 
 def hidden(harness: Harness) -> list[Path]:
@@ -127,6 +138,9 @@ async def test_a_request_that_kills_the_service_is_failed_on_its_fourth_delivery
             if attempt == 1:
                 await trickle_request(harness, "poison", written=1, total=3)
             await service.wait_for_log("export_started", "poison", count=attempt)
+            # Killed only once the attempt is on record beside the outputs, as a real
+            # crash mid-export would be (a kill before that is a crash before the export).
+            await wait_until(functools.partial(claim_is, harness, "poison", attempt))
             service.kill()
         await service.start()
         result = await harness.result("poison")
