@@ -191,8 +191,8 @@ class TestFailures:
         assert f"offset {bad}" in result["error"]["message"]
         assert list(harness.output_dir.iterdir()) == []
 
-    async def test_bad_records_within_max_bad_records_are_skipped(self, harness):
-        """`max_bad_records` lets an export skip bad records and count them."""
+    async def test_bad_records_within_max_bad_records_are_skipped(self, harness, caplog):
+        """`max_bad_records` lets an export skip bad records, count them, and log each offset."""
         start, end = await harness.write_batches([[ROWS[0], 7, "x"], b"nope", ROWS[1]])
         async with harness.service():
             await harness.send_request(
@@ -202,6 +202,8 @@ class TestFailures:
         assert result["status"] == "completed"
         assert result["skipped"] == 3
         assert result["records"] == 2
+        skipped = [r for r in caplog.records if getattr(r, "event", None) == "record_skipped"]
+        assert [r.offset for r in skipped] == [start, start + 1]
 
     async def test_missing_source_topic_is_source_unavailable_and_not_created(self, harness):
         """A source topic that does not exist fails fast; the service does not create it."""
