@@ -237,6 +237,16 @@ class ExportRunner:
                 result=result_json(result),
             )
         )
+        # The one line per output made: a result published later may be a replay of it.
+        log.info(
+            "output stored",
+            extra={
+                "event": "output_stored",
+                "export_id": request.export_id,
+                "file": staged.final_path.name,
+                "bytes": staged.bytes_written,
+            },
+        )
         return result
 
     def _writer_for(self, request: ExportRequest) -> Writer:

@@ -11,6 +11,7 @@ import os
 import random
 import statistics
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -120,6 +121,8 @@ async def test_soak_with_random_kills(harness):
     on_disk = sorted(p.stem for p in harness.output_dir.iterdir() if not p.name.startswith("."))
     assert on_disk == sorted(expect.completed)  # each valid request exactly once on disk
     assert not list(harness.output_dir.glob(".*.part"))
+    made = Counter(e["export_id"] for s in (steady, victim) for e in s.events("output_stored"))
+    assert max(made.values()) == 1, made.most_common(3)  # none made twice, kills or not
     for export_id, result in invalid.items():
         assert result["error"]["reason"] == "invalid_request", export_id
     assert {m.value for m in dead} >= set(expect.poison)  # redelivery may repeat one, never lose
