@@ -103,6 +103,12 @@ class ExportMetrics:
             "Requests on this instance's request partitions not yet taken (end offset - position)",
             registry=reg,
         )
+        self.loop_lag = Histogram(
+            "export_event_loop_lag_seconds",
+            "How much later than asked the event loop woke from a 100 ms sleep",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=reg,
+        )
         # 1 while /readyz would answer 200, so alerts need no blackbox probe.
         self.ready = Gauge(
             "export_ready", "1 when joined, broker reachable and not draining", registry=reg

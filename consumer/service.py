@@ -17,6 +17,7 @@ from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
 from consumer.limiter import ExportLimiter
 from consumer.logs import CURRENT_EXPORT
+from consumer.loop_lag import watch_loop_lag
 from consumer.metrics import ExportMetrics, resident_memory_bytes
 from consumer.offsets import OffsetTracker
 from consumer.publisher import ResultPublisher
@@ -120,6 +121,8 @@ class ExportService:
             stack.push_async_callback(_cancel, sampler)
             watcher = asyncio.create_task(self._watch_broker(consumer))
             stack.push_async_callback(_cancel, watcher)
+            lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag))
+            stack.push_async_callback(_cancel, lag)
             log.info(
                 "export service started",
                 extra={

@@ -1,0 +1,114 @@
+"""CSV benchmark: the service against the aiokafka + csv peer on the same records.
+
+    python -m bench.csv                    # 1,000,000 records; peer and service alternately
+    python -m bench.csv --concurrent 5 --records 200000   # five at once against one alone
+
+The service is timed from publishing the request to receiving its `completed` result and
+its resident memory sampled every 20 ms; the peer runs as its own process (timed by
+itself, from connecting to closing its file) and is sampled the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+
+import orjson
+
+from bench.harness import MB, BenchKafka, ProcessTree, SeededRange, busy_cores, median, run
+from producer_tools.records import COLUMNS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.csv", description=__doc__)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each (default 2)")
+    parser.add_argument("--concurrent", type=int, metavar="K", help="K exports at once")
+    return parser
+
+
+async def run_peer(kafka: BenchKafka, seeded: SeededRange) -> tuple[float, int, dict[str, int]]:
+    """The peer in its own process: its seconds, its peak memory, and what it wrote."""
+    out = kafka.workdir / "peer.csv"
+    args = [kafka.broker.bootstrap_servers, seeded.topic, str(seeded.start), str(seeded.end)]
+    command = [sys.executable, "-m", "bench.peers.csv_aiokafka", *args, str(out), ",".join(COLUMNS)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)  # noqa: ASYNC220
+    with ProcessTree(process.pid) as tree:
+        stdout, _ = await asyncio.to_thread(process.communicate)
+    if process.returncode != 0:
+        raise RuntimeError(f"the CSV peer exited with {process.returncode}")
+    report = orjson.loads(stdout)
+    out.unlink()
+    return float(report["seconds"]), tree.peak_rss, report
+
+
+async def throughput(records: int, rounds: int) -> None:
+    async with BenchKafka() as kafka:
+        print(f"seeding {records:,} records in batches of 1,000", flush=True)
+        seeded = await kafka.seed(records)
+        with kafka.service("throughput") as service:
+            assert service.process is not None  # noqa: S101
+            print("warm-up: peer and service", flush=True)
+            await run_peer(kafka, seeded)
+            await kafka.export(seeded, "csv")
+            peer_s, service_s, peer_mb, service_mb = [], [], [], []
+            with ProcessTree(service.process.pid) as tree:
+                for round_no in range(1, rounds + 1):
+                    seconds, peak, report = await run_peer(kafka, seeded)
+                    peer_s.append(seconds)
+                    peer_mb.append(peak / MB)
+                    tree.reset_peak()
+                    seconds, result = await kafka.export(seeded, "csv")
+                    service_s.append(seconds)
+                    service_mb.append(tree.peak_rss / MB)
+                    print(
+                        f"round {round_no}: peer {peer_s[-1]:.2f} s, peak {peer_mb[-1]:.0f} MB "
+                        f"({report['bytes'] / MB:.0f} MB file); service {seconds:.2f} s, "
+                        f"peak {service_mb[-1]:.0f} MB ({result['bytes'] / MB:.0f} MB file)",
+                        flush=True,
+                    )
+    peer, ours = median(peer_s), median(service_s)
+    print(
+        f"CSV {records:,} records, median of {rounds}: peer {peer:.2f} s "
+        f"({records / peer:,.0f} rec/s, peak {max(peer_mb):.0f} MB), service {ours:.2f} s "
+        f"({records / ours:,.0f} rec/s, peak {max(service_mb):.0f} MB): "
+        f"service/peer {ours / peer:.2f}x"
+    )
+
+
+async def concurrent(count: int, records: int) -> None:
+    async with BenchKafka() as kafka:
+        ranges = [await kafka.seed(records) for _ in range(count)]
+        with kafka.service("concurrent") as service:
+            assert service.process is not None  # noqa: S101
+            with ProcessTree(service.process.pid) as tree:
+                await kafka.export(ranges[0], "csv")  # warm-up
+                one_s, _ = await kafka.export(ranges[0], "csv")
+                tree.reset_peak()
+                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
+                started = time.perf_counter()
+                wall_s, _ = await kafka.export_many(ranges, "csv")
+                wall_s = time.perf_counter() - started
+                cpu_s = tree.cpu_seconds() - cpu_before
+                per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
+    print(
+        f"{count} concurrent CSV exports of {records:,} records: {wall_s:.2f} s "
+        f"(one alone {one_s:.2f} s): ratio {wall_s / one_s:.2f}x; {tree.describe_peaks()}; "
+        f"service CPU {cpu_s / wall_s:.2f} cores on average; machine cores busy: "
+        + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
+    )
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.concurrent:
+        run(lambda: concurrent(args.concurrent, args.records))
+    else:
+        run(lambda: throughput(args.records, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
