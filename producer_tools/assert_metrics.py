@@ -41,11 +41,16 @@ class Check:
 
 def p95_from_buckets(buckets: dict[float, float]) -> float:
     """The 95th percentile from cumulative buckets, interpolated as PromQL does."""
+    return quantile_from_buckets(buckets, 0.95)
+
+
+def quantile_from_buckets(buckets: dict[float, float], q: float) -> float:
+    """A quantile from cumulative buckets (`le` -> count), as `histogram_quantile` does."""
     edges = sorted(buckets)
     total = buckets.get(math.inf, 0.0)
     if total == 0:
         return 0.0
-    rank = 0.95 * total
+    rank = q * total
     lower_edge, lower_count = 0.0, 0.0
     for edge in edges:
         count = buckets[edge]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
 
 from consumer.structs import ExportOptions
+from consumer.writers.cells import cell_text
 from consumer.writers.csv import CsvWriter, escape_formula
 
 
@@ -77,3 +79,27 @@ class TestCsvWriter:
 def test_escape_formula(text, escaped):
     """Only formula-looking strings that are not plain numbers are prefixed."""
     assert escape_formula(text) == escaped
+
+
+EDGE_VALUES = [
+    0.0, -0.0, 1e-4, -1e-4, 9.9999e-5, 1e-5, 1e-7, 5e-324, 0.1, 1 / 3, 24038.52, -162.95,
+    9.999999999999998e15, 1e16, -1e16, 1e22, 1e300, float(2**53), 0, -1, 10**20, True, False,
+    None, "", "plain", "=1+2", "-3", "- 3", "+", "@x", "\tx", "a,b", 'q"q', "é", [1, "a"],
+    {"k": {"n": None}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("escape", [True, False])
+def test_fast_path_writes_what_the_cell_rules_say(escape):
+    """Every value kind, at the edges where repr() and JSON notation part, as the slow rules."""
+    records = [{"a": value, "b": "x"} for value in EDGE_VALUES] + [{"b": "missing a"}]
+    expected = io.StringIO()
+    reference = csv.writer(expected, lineterminator="\r\n")
+    reference.writerow(["a", "b"])
+    for record in records:
+        cells = [cell_text(record.get(column)) for column in ("a", "b")]
+        if escape:
+            cells = [escape_formula(c) if isinstance(record.get(k), str) else c
+                     for c, k in zip(cells, ("a", "b"), strict=True)]  # fmt: skip
+        reference.writerow(cells)
+    assert render(records, escape_formulas=escape).decode() == expected.getvalue()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_TRIGGERS = frozenset(FORMULA_STARTS)
 PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -25,6 +26,13 @@ def escape_formula(text: str) -> str:
     if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
+
+
+def _slow_cell(value: Any, escape: bool) -> str:
+    """A cell off the fast path: a string that may be a formula, or any other value."""
+    if isinstance(value, str):
+        return escape_formula(value) if escape else value
+    return cell_text(value)
 
 
 class CsvWriter:
@@ -54,17 +62,24 @@ class CsvWriter:
 
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
         columns = self._columns
-        if self._options.escape_formulas:
-            # Only strings are escaped: JSON numbers are never touched.
-            rows = (
-                [
-                    escape_formula(v) if isinstance(v := record.get(c), str) else cell_text(v)
-                    for c in columns
-                ]
-                for record in records
-            )
-        else:
-            rows = ([cell_text(record.get(c)) for c in columns] for record in records)
+        escape = self._options.escape_formulas
+        # The hot loop, one comprehension with no call per cell: strings that cannot be
+        # formulas, ints, nulls and floats in fixed notation go to the csv module as they
+        # are (it writes them as the cell rules say: str(), empty, repr()); the rest take
+        # the slow path. Floats in [1e-4, 1e16) print the same shortest digits in fixed
+        # notation from repr() as from JSON; outside that range the notations differ.
+        rows = [
+            [
+                v
+                if ((t := type(v := record.get(c))) is str and not (escape and v[:1] in _TRIGGERS))  # type: ignore[index]
+                or t is int
+                or v is None
+                or (t is float and (1e-4 <= v < 1e16 or -1e16 < v <= -1e-4 or v == 0.0))  # noqa: PLR2004
+                else ("true" if v is True else "false" if v is False else _slow_cell(v, escape))
+                for c in columns
+            ]
+            for record in records
+        ]
         self._csv.writerows(rows)
         self._flush()
 
