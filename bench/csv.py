@@ -14,11 +14,18 @@ import argparse
 import asyncio
 import subprocess
 import sys
-import time
 
 import orjson
 
-from bench.harness import MB, BenchKafka, ProcessTree, SeededRange, busy_cores, median, run
+from bench.harness import (
+    MB,
+    BenchKafka,
+    ProcessTree,
+    SeededRange,
+    concurrent,
+    median,
+    run,
+)
 from producer_tools.records import COLUMNS
 
 
@@ -79,33 +86,10 @@ async def throughput(records: int, rounds: int) -> None:
     )
 
 
-async def concurrent(count: int, records: int) -> None:
-    async with BenchKafka() as kafka:
-        ranges = [await kafka.seed(records) for _ in range(count)]
-        with kafka.service("concurrent") as service:
-            assert service.process is not None  # noqa: S101
-            with ProcessTree(service.process.pid) as tree:
-                await kafka.export(ranges[0], "csv")  # warm-up
-                one_s, _ = await kafka.export(ranges[0], "csv")
-                tree.reset_peak()
-                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
-                started = time.perf_counter()
-                wall_s, _ = await kafka.export_many(ranges, "csv")
-                wall_s = time.perf_counter() - started
-                cpu_s = tree.cpu_seconds() - cpu_before
-                per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
-    print(
-        f"{count} concurrent CSV exports of {records:,} records: {wall_s:.2f} s "
-        f"(one alone {one_s:.2f} s): ratio {wall_s / one_s:.2f}x; {tree.describe_peaks()}; "
-        f"service CPU {cpu_s / wall_s:.2f} cores on average; machine cores busy: "
-        + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
-    )
-
-
 def main() -> None:
     args = build_parser().parse_args()
     if args.concurrent:
-        run(lambda: concurrent(args.concurrent, args.records))
+        run(lambda: concurrent("csv", args.concurrent, args.records))
     else:
         run(lambda: throughput(args.records, args.rounds))
 

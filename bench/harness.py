@@ -332,6 +332,28 @@ class BenchKafka:
         return time.perf_counter() - started, results
 
 
+async def concurrent(fmt: str, count: int, records: int) -> None:
+    """`count` exports of `records` at once against one alone: wall time, cores, memory."""
+    async with BenchKafka() as kafka:
+        ranges = [await kafka.seed(records) for _ in range(count)]
+        with kafka.service("concurrent") as service:
+            assert service.process is not None  # noqa: S101
+            with ProcessTree(service.process.pid) as tree:
+                await kafka.export(ranges[0], fmt)  # warm-up (for PDF: a worker exists)
+                one_s, _ = await kafka.export(ranges[0], fmt)
+                tree.reset_peak()
+                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
+                wall_s, _ = await kafka.export_many(ranges, fmt)
+                cpu_s = tree.cpu_seconds() - cpu_before
+                per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
+    print(
+        f"{count} concurrent {fmt.upper()} exports of {records:,} records: {wall_s:.2f} s "
+        f"(one alone {one_s:.2f} s): ratio {wall_s / one_s:.2f}x; {tree.describe_peaks()}; "
+        f"service CPU {cpu_s / wall_s:.2f} cores on average; machine cores busy: "
+        + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
+    )
+
+
 def timed(func: Callable[[], object]) -> float:
     started = time.perf_counter()
     func()

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import orjson
-
-from bench.harness import MB, BenchKafka, ProcessTree, busy_cores, median, run
+from bench.harness import MB, BenchKafka, ProcessTree, concurrent, median, run
 from bench.peers.pdf_platypus import render
 from producer_tools.records import COLUMNS, generate
 
@@ -73,34 +71,12 @@ async def memory(records: int) -> None:
     )
 
 
-async def concurrent(count: int, records: int) -> None:
-    async with BenchKafka() as kafka:
-        ranges = [await kafka.seed(records) for _ in range(count)]
-        with kafka.service("concurrent") as service:
-            assert service.process is not None  # noqa: S101
-            with ProcessTree(service.process.pid) as tree:
-                await kafka.export(ranges[0], "pdf")  # warm-up: a worker exists
-                one_s, _ = await kafka.export(ranges[0], "pdf")
-                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
-                wall_s, results = await kafka.export_many(ranges, "pdf")
-                cpu_s = tree.cpu_seconds() - cpu_before
-                per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
-    print(
-        f"{count} concurrent PDF exports of {records} records: {wall_s:.2f} s "
-        f"(one alone: {one_s:.2f} s, ratio {wall_s / one_s:.2f}x); "
-        f"service CPU {cpu_s:.1f} s = {cpu_s / wall_s:.2f} cores busy on average; "
-        "machine cores busy: "
-        + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
-    )
-    print(orjson.dumps([r["records"] for r in results]).decode())
-
-
 def main() -> None:
     args = build_parser().parse_args()
     if args.memory:
         run(lambda: memory(args.memory))
     elif args.concurrent:
-        run(lambda: concurrent(args.concurrent, args.records))
+        run(lambda: concurrent("pdf", args.concurrent, args.records))
     else:
         run(lambda: throughput(args.records, args.rounds))
 

@@ -54,32 +54,21 @@ class Harness:
         return load_settings({**self.base, **{k: str(v) for k, v in overrides.items()}})
 
     async def start(self) -> None:
-        await ensure_topics(
-            self.settings,
-            {
-                self.settings.request_topic: 2,
-                self.settings.result_topic: 1,
-                self.settings.dlq_topic: 1,
-                self.records_topic: 1,
-            },
-        )
+        await self._create_topics()
         await self.producer.start()
         await self.results.start()
         tp = TopicPartition(self.settings.result_topic, 0)
         self.results.assign([tp])
         self.results.seek(tp, 0)
 
+    async def _create_topics(self) -> None:
+        s = self.settings
+        topics = {s.request_topic: 2, s.result_topic: 1, s.dlq_topic: 1, self.records_topic: 1}
+        await ensure_topics(s, topics)
+
     async def start_again(self) -> None:
         """After a memory-only broker restarts: the topics again, results read from 0."""
-        await ensure_topics(
-            self.settings,
-            {
-                self.settings.request_topic: 2,
-                self.settings.result_topic: 1,
-                self.settings.dlq_topic: 1,
-                self.records_topic: 1,
-            },
-        )
+        await self._create_topics()
         self.results.seek(TopicPartition(self.settings.result_topic, 0), 0)
 
     async def stop(self) -> None:
