@@ -26,7 +26,7 @@ from consumer.writers.pdf import PdfRenderer, ReportInfo
 from consumer.writers.pdf_fonts import register_fonts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -70,12 +70,22 @@ def _serve(conn: Connection, regular: str, bold: str) -> None:  # pragma: no cov
                 conn.send(("ok", data))
             else:
                 return
-        except ExportError as exc:
-            renderer = None
-            conn.send(("error", exc.reason.value, exc.message))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             renderer = None
-            conn.send(("error", FailureReason.INTERNAL.value, f"{type(exc).__name__}: {exc}"))
+            conn.send(error_reply(exc))
+
+
+def error_reply(exc: Exception, *extra: Any) -> tuple[Any, ...]:
+    """An exception as a worker sends it back: reason, message, offset, then `extra`."""
+    if isinstance(exc, ExportError):
+        return ("error", exc.reason.value, exc.message, exc.offset, *extra)
+    return ("error", FailureReason.INTERNAL.value, f"{type(exc).__name__}: {exc}", None, *extra)
+
+
+def raise_reply(reply: tuple[Any, ...]) -> None:
+    """Raise the error a worker reported, with its reason and offset."""
+    _, reason, text, offset, *_ = reply
+    raise _ERRORS.get(reason, ExportError)(text, offset=offset)
 
 
 class _Worker:
@@ -95,18 +105,24 @@ class _Worker:
 
     def receive(self) -> Any:
         """The reply to the oldest message sent; a reported error is raised here."""
+        reply = self.receive_reply()
+        if reply[0] == "error":
+            raise_reply(reply)
+        return reply[1]
+
+    def receive_reply(self) -> tuple[Any, ...]:
+        """The reply as sent, errors included; a dead worker raises `internal`."""
         try:
-            reply = self.conn.recv()
+            reply: tuple[Any, ...] = self.conn.recv()
         except (EOFError, OSError) as exc:
             raise self._died() from exc
-        if reply[0] == "error":
-            _, reason, text = reply
-            raise _ERRORS.get(reason, ExportError)(text)
-        return reply[1]
+        return reply
 
     def _died(self) -> ExportError:
         self.process.join(timeout=1)
-        return ExportError(f"the PDF worker process died (exit code {self.process.exitcode})")
+        return ExportError(
+            f"the {self.process.name} process died (exit code {self.process.exitcode})"
+        )
 
     def kill(self) -> None:
         self.conn.close()
@@ -115,13 +131,16 @@ class _Worker:
         self.process.join(timeout=5)
 
 
-class PdfWorkerPool:
-    """Up to `size` worker processes; idle ones are kept for the next report."""
+class WorkerPool:
+    """Up to `size` worker processes running `target(conn, *args)`; idle ones are kept."""
 
-    def __init__(self, size: int, font: FontChoice, max_pages: int) -> None:
+    def __init__(
+        self, size: int, target: Callable[..., None], args: tuple[Any, ...], name: str
+    ) -> None:
         self.size = size
-        self.max_pages = max_pages
-        self._font = font
+        self.name = name
+        self._target = target
+        self._args = args
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -136,7 +155,7 @@ class PdfWorkerPool:
     def checkout(self) -> _Worker:
         with self._lock:
             if self._closed:
-                raise ExportError("the PDF worker pool is shut down")
+                raise ExportError(f"the {self.name} pool is shut down")
             worker = self._idle.pop() if self._idle else None
         if worker is None or not worker.process.is_alive():
             worker = self._spawn()
@@ -156,10 +175,7 @@ class PdfWorkerPool:
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve,
-            args=(child, str(self._font.regular), str(self._font.bold)),
-            name="pdf-worker",
-            daemon=True,
+            target=self._target, args=(child, *self._args), name=self.name, daemon=True
         )
         process.start()
         child.close()
@@ -174,6 +190,14 @@ class PdfWorkerPool:
             self._busy.clear()
         for worker in workers:
             worker.kill()
+
+
+class PdfWorkerPool(WorkerPool):
+    """The PDF renderers, with the fonts registered once per process."""
+
+    def __init__(self, size: int, font: FontChoice, max_pages: int) -> None:
+        super().__init__(size, _serve, (str(font.regular), str(font.bold)), "pdf-worker")
+        self.max_pages = max_pages
 
 
 class PdfWriter:

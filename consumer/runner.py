@@ -7,14 +7,15 @@ import contextvars
 import functools
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from consumer.errors import BadRecord, Conflict, ExportError, ExportTimeout
-from consumer.events import decode_batch, replayed_result, result_json, utc_timestamp
+from consumer.csv_pool import RemoteCsvWriter
+from consumer.errors import Conflict, ExportError, ExportTimeout
+from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
+from consumer.runner_core import DecodingWriter, Tally
 from consumer.source import SourceReader
 from consumer.store import Manifest
 from consumer.structs import (
@@ -25,35 +26,25 @@ from consumer.structs import (
     ResultStatus,
     SourceRange,
 )
-from consumer.writers.csv import CsvWriter
 from consumer.writers.pdf import ReportInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from aiokafka.structs import ConsumerRecord
+    from collections.abc import Callable
 
     from consumer.claims import ExportClaim
+    from consumer.csv_pool import CsvWorkerPool
     from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
+    from consumer.runner_core import MessageWriter
     from consumer.settings import Settings
     from consumer.store import OutputStore
     from consumer.structs import ExportRequest
-    from consumer.writers import Writer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_CRASHED_ATTEMPTS = 3
 """Deliveries that may die mid-export before the next one fails it with `internal`."""
-
-
-@dataclass(slots=True)
-class Tally:
-    """Counts kept while an export runs."""
-
-    records: int = 0
-    skipped: int = 0
 
 
 def failed_result(
@@ -92,41 +83,20 @@ async def run_off_loop(func: Callable[[], T]) -> T:
         raise
 
 
-def write_messages(
-    writer: Writer,
-    messages: Sequence[ConsumerRecord[bytes, bytes]],
-    tally: Tally,
-    max_bad_records: int,
-    max_batch_bytes: int,
-) -> None:
-    """Decode a fetch's messages and write their records (runs off the loop)."""
-    for message in messages:
-        batch = decode_batch(message.value, max_batch_bytes)
-        if batch.bad:
-            tally.skipped += batch.bad
-            if tally.skipped > max_bad_records:
-                raise BadRecord(
-                    f"bad record at offset {message.offset}: {batch.problem} "
-                    f"({tally.skipped} bad, max_bad_records is {max_bad_records})",
-                    offset=message.offset,
-                )
-            log.warning(
-                "skipped bad record: %s",
-                batch.problem,
-                extra={"event": "record_skipped", "offset": message.offset},
-            )
-        if batch.records:
-            writer.write_records(batch.records)
-            tally.records += len(batch.records)
-
-
 class ExportRunner:
     """Turns a request into a result: replay, conflict, read, write, store."""
 
-    def __init__(self, settings: Settings, store: OutputStore, pdf_pool: PdfWorkerPool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: OutputStore,
+        pdf_pool: PdfWorkerPool,
+        csv_pool: CsvWorkerPool,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._pdf_pool = pdf_pool
+        self._csv_pool = csv_pool
         self._locks = KeyedLocks()
 
     async def run(
@@ -199,20 +169,13 @@ class ExportRunner:
         try:
             async with SourceReader(self._settings, request.source) as reader:
                 with self._store.stage(request.export_id, request.format) as staged:
-                    await run_off_loop(functools.partial(writer.begin, staged))
+                    await run_off_loop(functools.partial(writer.begin, staged, tally))
                     async for messages in reader.batches():
                         await run_off_loop(
-                            functools.partial(
-                                write_messages,
-                                writer,
-                                messages,
-                                tally,
-                                request.options.max_bad_records,
-                                self._settings.max_batch_bytes,
-                            )
+                            functools.partial(writer.write_messages, messages, tally)
                         )
                         await progress.update(tally.records, reader.position)
-                    await run_off_loop(writer.finish)
+                    await run_off_loop(functools.partial(writer.finish, tally))
                     await run_off_loop(staged.commit)
         finally:
             await run_off_loop(writer.close)
@@ -249,10 +212,12 @@ class ExportRunner:
         )
         return result
 
-    def _writer_for(self, request: ExportRequest) -> Writer:
+    def _writer_for(self, request: ExportRequest) -> MessageWriter:
+        limits = (request.options.max_bad_records, self._settings.max_batch_bytes)
         if request.format is ExportFormat.CSV:
-            return CsvWriter(request.columns, request.options)
-        return PdfWriter(self._pdf_pool, request.columns, request.options, report_info(request))
+            return RemoteCsvWriter(self._csv_pool, request.columns, request.options, limits)
+        pdf = PdfWriter(self._pdf_pool, request.columns, request.options, report_info(request))
+        return DecodingWriter(pdf, limits)
 
 
 def report_info(request: ExportRequest) -> ReportInfo:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from consumer.csv_pool import CsvWorkerPool
 from consumer.errors import InvalidRequest, PoisonMessage
 from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
@@ -60,7 +61,8 @@ class ExportService:
         self.store = OutputStore(settings.output_dir)
         self.font = find_font(settings.pdf_font)
         self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
-        self.runner = ExportRunner(settings, self.store, self.pdf_pool)
+        self.csv_pool = CsvWorkerPool(settings.max_in_flight)
+        self.runner = ExportRunner(settings, self.store, self.pdf_pool, self.csv_pool)
         self.metrics_port: int | None = None
         """The bound metrics port, once started (differs from the setting when that is 0)."""
         self._tracker = OffsetTracker()
@@ -73,9 +75,10 @@ class ExportService:
         """Set once the metrics port is bound and the clients are connected."""
 
     def _resident_memory(self) -> int:
-        """The service's memory: this process and its PDF worker processes."""
+        """The service's memory: this process and its PDF and CSV worker processes."""
         return resident_memory_bytes() + sum(
-            resident_memory_bytes(pid) for pid in self.pdf_pool.worker_pids()
+            resident_memory_bytes(pid)
+            for pid in [*self.pdf_pool.worker_pids(), *self.csv_pool.worker_pids()]
         )
 
     def request_stop(self) -> None:
@@ -94,6 +97,7 @@ class ExportService:
             )
         async with AsyncExitStack() as stack:
             stack.callback(self.pdf_pool.stop)
+            stack.callback(self.csv_pool.stop)
             health = HealthServer(
                 self.settings.metrics_host,
                 self.settings.metrics_port,

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
+from consumer.batches import decode_batch
 from consumer.errors import FailureReason, InvalidRequest, PoisonMessage
 from consumer.events import (
     RESULT_SCHEMA,
-    decode_batch,
     decode_request,
     encode_result,
     parse_envelope,
