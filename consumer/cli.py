@@ -10,20 +10,21 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from consumer.broker import EmbeddedBroker
+# Only light imports at the top: worker processes (spawned) import this module again as
+# their __main__, and must not pay for the Kafka client, the PDF renderer or pydantic.
 from consumer.errors import SettingsError
-from consumer.logs import configure_logging
-from consumer.service import ExportService
-from consumer.settings import Settings, env_name, flag_name, load_settings
-from consumer.topics import service_topics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from consumer.settings import Settings
 
 EXIT_BAD_SETTING = 2
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    from consumer.settings import Settings, env_name, flag_name  # noqa: PLC0415 - see top
+
     group = parser.add_argument_group("settings (each also an EXPORT_* variable)")
     for name, field in Settings.model_fields.items():
         group.add_argument(
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from consumer.logs import configure_logging  # noqa: PLC0415 - see top
+    from consumer.settings import env_name, load_settings  # noqa: PLC0415
+
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     demo = bool(args.pop("demo", False))
@@ -80,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    from consumer.service import ExportService  # noqa: PLC0415 - see top
+
     service = ExportService(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,13 +95,16 @@ async def _serve(settings: Settings) -> int:
 
 
 def _dev(settings: Settings, *, demo: bool) -> int:
+    from consumer.broker import EmbeddedBroker  # noqa: PLC0415 - see top
+
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
     with EmbeddedBroker(host or "127.0.0.1", int(port)):
         return asyncio.run(_dev_session(settings, demo=demo))
 
 
 async def _dev_session(settings: Settings, *, demo: bool) -> int:
-    from consumer.topics import ensure_topics  # noqa: PLC0415 - admin client only for dev
+    from consumer.service import ExportService  # noqa: PLC0415 - see top
+    from consumer.topics import ensure_topics, service_topics  # noqa: PLC0415
 
     await ensure_topics(settings, service_topics(settings))
     service = ExportService(settings)
@@ -120,6 +129,8 @@ async def _dev_session(settings: Settings, *, demo: bool) -> int:
 
 
 async def _run_demo(settings: Settings) -> int:
+    from consumer.settings import env_name  # noqa: PLC0415 - see top
+
     env = dict(os.environ)
     env[env_name("bootstrap_servers")] = settings.bootstrap_servers
     env[env_name("request_topic")] = settings.request_topic

@@ -14,17 +14,17 @@ import functools
 import io
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from consumer.render_pool import WorkerPool, error_reply, raise_reply
 from consumer.runner_core import Tally, log_skip, write_messages
+from consumer.workers import WorkerPool, error_reply, raise_reply
 from consumer.writers.csv import CsvWriter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from multiprocessing.connection import Connection
 
-    from consumer.render_pool import _Worker
     from consumer.runner_core import SourceMessage
     from consumer.structs import ExportOptions
+    from consumer.workers import Worker
     from consumer.writers import Sink
 
 
@@ -99,7 +99,7 @@ class RemoteCsvWriter:
         self._options = options
         self._limits = limits
         """(max_bad_records, max_batch_bytes)."""
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink, tally: Tally) -> None:
@@ -127,7 +127,7 @@ class RemoteCsvWriter:
             self._pool.checkin(self._worker, reusable=False)
             self._worker = None
 
-    def _checked_out(self) -> _Worker:
+    def _checked_out(self) -> Worker:
         if self._worker is None or self._sink is None:
             raise RuntimeError("begin() was not called")
         return self._worker

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
 # One fetch holds at most this much of the source partition in memory.
-MAX_PARTITION_FETCH_BYTES = 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 512 * 1024
 
 
 class SourceReader:

@@ -1,0 +1,150 @@
+"""Worker processes behind pipes: a pool, the worker handle, and errors across the pipe.
+
+Spawned, not forked: the service has threads (the metrics server, aiokafka's), which a
+fork would copy in whatever state they were. A worker that dies fails its export with
+`internal`; one abandoned mid-export is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import TYPE_CHECKING, Any
+
+from consumer.errors import (
+    BadRecord,
+    ExportError,
+    FailureReason,
+    InvalidRequest,
+    TooLarge,
+    WriteError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+_ERRORS: dict[str, type[ExportError]] = {
+    FailureReason.INVALID_REQUEST.value: InvalidRequest,
+    FailureReason.TOO_LARGE.value: TooLarge,
+    FailureReason.BAD_RECORD.value: BadRecord,
+    FailureReason.WRITE_ERROR.value: WriteError,
+}
+
+
+def error_reply(exc: Exception, *extra: Any) -> tuple[Any, ...]:
+    """An exception as a worker sends it back: reason, message, offset, then `extra`."""
+    if isinstance(exc, ExportError):
+        return ("error", exc.reason.value, exc.message, exc.offset, *extra)
+    return ("error", FailureReason.INTERNAL.value, f"{type(exc).__name__}: {exc}", None, *extra)
+
+
+def raise_reply(reply: tuple[Any, ...]) -> None:
+    """Raise the error a worker reported, with its reason and offset."""
+    _, reason, text, offset, *_ = reply
+    raise _ERRORS.get(reason, ExportError)(text, offset=offset)
+
+
+class Worker:
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+    def call(self, *message: Any) -> Any:
+        self.send(*message)
+        return self.receive()
+
+    def send(self, *message: Any) -> None:
+        try:
+            self.conn.send(message)
+        except OSError as exc:
+            raise self._died() from exc
+
+    def receive(self) -> Any:
+        """The reply to the oldest message sent; a reported error is raised here."""
+        reply = self.receive_reply()
+        if reply[0] == "error":
+            raise_reply(reply)
+        return reply[1]
+
+    def receive_reply(self) -> tuple[Any, ...]:
+        """The reply as sent, errors included; a dead worker raises `internal`."""
+        try:
+            reply: tuple[Any, ...] = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._died() from exc
+        return reply
+
+    def _died(self) -> ExportError:
+        self.process.join(timeout=1)
+        return ExportError(
+            f"the {self.process.name} process died (exit code {self.process.exitcode})"
+        )
+
+    def kill(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+
+class WorkerPool:
+    """Up to `size` worker processes running `target(conn, *args)`; idle ones are kept."""
+
+    def __init__(
+        self, size: int, target: Callable[..., None], args: tuple[Any, ...], name: str
+    ) -> None:
+        self.size = size
+        self.name = name
+        self._target = target
+        self._args = args
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (for operators and fault tests)."""
+        with self._lock:
+            return [w.process.pid for w in [*self._idle, *self._busy] if w.process.pid]
+
+    def checkout(self) -> Worker:
+        with self._lock:
+            if self._closed:
+                raise ExportError(f"the {self.name} pool is shut down")
+            worker = self._idle.pop() if self._idle else None
+        if worker is None or not worker.process.is_alive():
+            worker = self._spawn()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def checkin(self, worker: Worker, *, reusable: bool) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            keep = reusable and not self._closed and worker.process.is_alive()
+            if keep and len(self._idle) < self.size:
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    def _spawn(self) -> Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=self._target, args=(child, *self._args), name=self.name, daemon=True
+        )
+        process.start()
+        child.close()
+        return Worker(process, parent)
+
+    def stop(self) -> None:
+        """Kill every worker; safe to call twice."""
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._busy.clear()
+        for worker in workers:
+            worker.kill()
