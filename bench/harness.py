@@ -73,12 +73,25 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[21]) * PAGE_SIZE, cpu
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: resident bytes, shared pages divided among their sharers."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class ProcessTree:
     """Samples a process and its descendants: peak summed RSS and CPU seconds used."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak_rss = 0
+        self.peak_pss = 0
+        """Peak of the summed PSS: what the processes use together, shared pages once."""
         self.peaks: dict[int, int] = {}
         """Each process's own peak resident bytes."""
         self._cpu: dict[int, float] = {}
@@ -94,14 +107,16 @@ class ProcessTree:
         return pids
 
     def sample(self) -> int:
-        rss = 0
+        rss = pss = 0
         for pid in self.pids():
             stat = _stat(pid)
             if stat is not None:
                 rss += stat[0]
+                pss += _pss(pid)
                 self._cpu[pid] = stat[1]
                 self.peaks[pid] = max(self.peaks.get(pid, 0), stat[0])
         self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
         return rss
 
     def cpu_seconds(self) -> float:
@@ -110,7 +125,7 @@ class ProcessTree:
         return sum(self._cpu.values())
 
     def reset_peak(self) -> None:
-        self.peak_rss = 0
+        self.peak_rss = self.peak_pss = 0
         self.peaks.clear()
         self.sample()
 
@@ -119,7 +134,7 @@ class ProcessTree:
         own = self.peaks.get(self.pid, 0)
         child = max((v for k, v in self.peaks.items() if k != self.pid), default=0)
         return (
-            f"peak {self.peak_rss / MB:.0f} MB together "
+            f"peak {self.peak_rss / MB:.0f} MB RSS summed, {self.peak_pss / MB:.0f} MB PSS "
             f"(service process {own / MB:.0f} MB, largest worker {child / MB:.0f} MB)"
         )
 

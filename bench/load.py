@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import MB, BenchKafka, ProcessTree, run
+from bench.harness import BenchKafka, ProcessTree, run
 from producer_tools.assert_metrics import quantile_from_buckets
 
 
@@ -97,7 +97,7 @@ async def mixed() -> None:
                 wall_s = time.perf_counter() - started
     print(
         f"3 CSV exports of 1,000,000 records and 2 PDF exports of 50,000 at once: {wall_s:.1f} s; "
-        f"service and PDF workers {tree.describe_peaks()} ({tree.peak_rss / MB:.0f} MB)"
+        f"service and its workers {tree.describe_peaks()}"
     )
 
 
