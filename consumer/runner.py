@@ -163,7 +163,10 @@ class ExportRunner:
                 f"{claim.earlier_attempts} attempts at this export (out of memory or a crash); "
                 "not trying again"
             )
-        self._store.remove_parts(request.export_id)  # left by an attempt that died
+        if claim.earlier_attempts:
+            # Only a dead attempt leaves a hidden part (its count is written before staging),
+            # so the directory is listed only then, not on every export.
+            self._store.remove_parts(request.export_id)
 
         writer = self._writer_for(request)
         try:

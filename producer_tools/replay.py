@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -178,18 +179,17 @@ async def latest_failures(settings: Settings, reason: str | None) -> set[str]:
     }
 
 
-class _reader:  # noqa: N801 - used as `async with _reader(...)`
-    def __init__(self, settings: Settings) -> None:
-        self._consumer = AIOKafkaConsumer(
-            **settings.kafka_client_options(), group_id=None, enable_auto_commit=False
-        )
-
-    async def __aenter__(self) -> AIOKafkaConsumer:
-        await self._consumer.start()
-        return self._consumer
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._consumer.stop()
+@contextlib.asynccontextmanager
+async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """A group-less consumer, started and stopped around its use."""
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_options(), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def _partitions(consumer: AIOKafkaConsumer, topic: str, only: int | None) -> list[TopicPartition]:

@@ -71,9 +71,14 @@ class ServiceProcess:
 
     async def signal_and_wait(self, sig: signal.Signals, wait_s: float = 60) -> int:
         """Send a signal and return the exit status."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return await self.wait_exit(wait_s)
+
+    async def wait_exit(self, wait_s: float = 60) -> int:
+        """Wait for the process to end (after a signal sent earlier); its exit status."""
         process, self.process = self.process, None
         assert process is not None
-        process.send_signal(sig)
         return await asyncio.to_thread(process.wait, wait_s)
 
     def stop(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import signal
 from pathlib import Path
@@ -110,7 +109,7 @@ async def test_shutdown_finishes_what_it_can_and_leaves_the_rest_for_a_restart(h
         service.process.send_signal(sig)
         await service.wait_for_log("service_draining")
         await finish_trickle(harness, "finishes", written=2, total=4)  # arrives during grace
-        code = await _wait_exit(service)
+        code = await service.wait_exit()
         assert code == 0
         stopped = service.events("service_stopped")[-1]
         assert (stopped["finished"], stopped["abandoned"]) == (1, 1)
@@ -154,9 +153,3 @@ async def test_a_request_that_kills_the_service_is_failed_on_its_fourth_delivery
         service.stop()
     assert visible_outputs(harness) == ["after.csv"]
     assert parts(harness) == []
-
-
-async def _wait_exit(service: ServiceProcess) -> int:
-    process, service.process = service.process, None
-    assert process is not None
-    return await asyncio.to_thread(process.wait, 60)
