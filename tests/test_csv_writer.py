@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 
 import pytest
 
 from consumer.structs import ExportOptions
-from consumer.writers.cells import cell_text
-from consumer.writers.csv import CsvWriter, escape_formula
+from consumer.writers.cells import cell_text, escape_formula
+from consumer.writers.csv import CsvWriter
 
 
 def render(records, columns=("a", "b"), **options) -> bytes:
@@ -103,3 +104,67 @@ def test_fast_path_writes_what_the_cell_rules_say(escape):
                      for c, k in zip(cells, ("a", "b"), strict=True)]  # fmt: skip
         reference.writerow(cells)
     assert render(records, escape_formulas=escape).decode() == expected.getvalue()
+
+
+def _awkward_text(rng: random.Random) -> str:
+    alphabet = ["a", "Z", "é", "✓", " ", ",", ";", "|", '"', "\r", "\n", "\x00", "1", "."]
+    head = rng.choice(["", "", "=", "+", "-", "@", "\t", "\r", "'", " "])
+    body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+    return rng.choice([head + body, head + str(rng.randrange(-99, 99)), "-1.5e3", "", body])
+
+
+def _awkward_value(rng: random.Random, kind: str) -> object:
+    if kind == "mixed":
+        kind = rng.choice(["str", "int", "float", "bool", "nested", "null"])
+    makers = {
+        "str": lambda: _awkward_text(rng),
+        "int": lambda: rng.choice([0, -1, rng.randrange(-(10**6), 10**6), 10**20, -(2**63)]),
+        "float": lambda: rng.choice(
+            [0.0, -0.0, 1e-4, 9.99e-5, 1e16, rng.uniform(-1e3, 1e3), 10 ** rng.uniform(-12, 30)]
+        ),
+        "bool": lambda: rng.random() < 0.5,
+        "nested": lambda: rng.choice([[1, "a,b"], {"k": None, "q": '"'}, []]),
+        "null": lambda: None,
+    }
+    return makers[kind]()
+
+
+def _awkward_batch(rng: random.Random, columns: tuple[str, ...]) -> list[dict[str, object]]:
+    """Columns of one kind (the fast paths), with nulls, missing keys or mixed kinds."""
+    kinds = {c: rng.choice(["str", "int", "float", "bool", "nested", "mixed"]) for c in columns}
+    nulls = {c: rng.choice([0.0, 0.0, 0.2]) for c in columns}
+    missing = rng.random() < 0.2
+    records = []
+    for _ in range(rng.randrange(1, 40)):
+        record = {}
+        for column in columns:
+            if missing and rng.random() < 0.1:
+                continue
+            null = rng.random() < nulls[column]
+            record[column] = None if null else _awkward_value(rng, kinds[column])
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_column_formatting_writes_the_csv_modules_bytes(seed):
+    """Batches formatted column by column are byte for byte the csv module's rows."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    columns = tuple(f"c{i}" for i in range(rng.randrange(2, 6)))
+    options = ExportOptions(
+        delimiter=rng.choice([",", ";", "\t", "|", " ", "1", "."]),
+        escape_formulas=rng.random() < 0.7,
+    )
+    for _ in range(10):
+        records = _awkward_batch(rng, columns)
+        by_column, by_row = io.BytesIO(), io.BytesIO()
+        for sink, write in ((by_column, "write_records"), (by_row, "write_records_by_row")):
+            writer = CsvWriter(columns, options)
+            writer.begin(sink)
+            getattr(writer, write)(records)
+        assert by_column.getvalue() == by_row.getvalue(), records
+
+
+def test_one_column_rows_quote_an_empty_cell():
+    """A one-column row with an empty cell is written `""`, so the row is not blank."""
+    assert render([{"a": ""}, {"a": None}, {"a": "x"}], columns=("a",)) == b'a\r\n""\r\n""\r\nx\r\n'

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def cell_text(value: Any) -> str:
@@ -21,3 +25,10 @@ def cell_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     return orjson.dumps(value).decode()
+
+
+def escape_formula(text: str) -> str:
+    """Prefix `'` to text a spreadsheet would evaluate, leaving plain numbers alone."""
+    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text

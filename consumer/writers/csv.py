@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from typing import TYPE_CHECKING, Any
 
-from consumer.writers.cells import cell_text
+from consumer.writers.cells import FORMULA_STARTS, cell_text, escape_formula
+from consumer.writers.csv_columns import ColumnFormatter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -16,16 +16,7 @@ if TYPE_CHECKING:
     from consumer.writers import Sink
 
 BOM = "\ufeff".encode()
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TRIGGERS = frozenset(FORMULA_STARTS)
-PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def escape_formula(text: str) -> str:
-    """Prefix `'` to text a spreadsheet would evaluate, leaving plain numbers alone."""
-    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def _slow_cell(value: Any, escape: bool) -> str:
@@ -36,7 +27,12 @@ def _slow_cell(value: Any, escape: bool) -> str:
 
 
 class CsvWriter:
-    """Writes rows batch by batch; each batch is formatted in memory, then written once."""
+    """Writes rows batch by batch; each batch is formatted in memory, then written once.
+
+    Batches go through the column formatter; the csv module writes the header, and the
+    rows when there is one column (where it quotes an empty cell, and where the column
+    formatter is not used), and is the reference the column formatter is tested against.
+    """
 
     def __init__(self, columns: Sequence[str], options: ExportOptions) -> None:
         self._columns = tuple(columns)
@@ -50,6 +46,11 @@ class CsvWriter:
             quoting=csv.QUOTE_MINIMAL,
             lineterminator="\r\n",
         )
+        self._formatter = (
+            ColumnFormatter(columns, options.delimiter, escape_formulas=options.escape_formulas)
+            if len(columns) > 1
+            else None
+        )
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink) -> None:
@@ -61,9 +62,17 @@ class CsvWriter:
             self._flush()
 
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
+        if self._formatter is None:
+            self.write_records_by_row(records)
+            return
+        self._buffer.write(self._formatter.format(records))
+        self._flush()
+
+    def write_records_by_row(self, records: Sequence[dict[str, Any]]) -> None:
+        """The csv module's rows, cell by cell: the one-column case and the reference."""
         columns = self._columns
         escape = self._options.escape_formulas
-        # The hot loop, one comprehension with no call per cell: strings that cannot be
+        # One comprehension with no call per common cell: strings that cannot be
         # formulas, ints, nulls and floats in fixed notation go to the csv module as they
         # are (it writes them as the cell rules say: str(), empty, repr()); the rest take
         # the slow path. Floats in [1e-4, 1e16) print the same shortest digits in fixed
