@@ -1,20 +1,27 @@
-"""CSV formatting in worker processes, so concurrent exports use every core.
+"""CSV formatting in worker processes, so exports use every core.
 
 Decoding JSON and formatting rows is the CPU work of a CSV export; in the service's own
 process all exports would share one core. Each export checks out a worker (from a pool
-like the PDF one) and sends it each fetch's raw message values; the worker decodes,
-applies the bad-record rules and formats, and sends back the CSV bytes, which the
-service writes to the staged file. While a thread waits for the worker the event loop
-is free, and aiokafka fetches the next batch in the background, so the two overlap.
+like the PDF one) and, while the pool has fewer busy workers than the machine has cores,
+more of them: its lanes. Each fetch's raw message values go to the lane that has waited
+longest; a lane decodes and formats one fetch at a time and sends back its CSV bytes and
+bad-record findings, which the service takes in the order the fetches were sent, so the
+file's rows keep the topic's order and the bad-record limit is counted in offset order.
+While a thread waits for a lane the event loop is free, and aiokafka fetches the next
+batch in the background. One fetch outstanding per lane: a lane that has its reply to
+send is never sent more, so neither side blocks on a full pipe.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
+import os
+from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from consumer.runner_core import Tally, log_skip, write_messages
+from consumer.runner_core import Tally, skip_bad, write_messages
 from consumer.workers import WorkerPool, error_reply, raise_reply
 from consumer.writers.csv import CsvWriter
 
@@ -27,6 +34,9 @@ if TYPE_CHECKING:
     from consumer.workers import Worker
     from consumer.writers import Sink
 
+MAX_LANES = 4
+"""Workers one export may use; more than the cores only adds processes."""
+
 
 class RawMessage(NamedTuple):
     """A source message as it crosses the pipe: its offset and value only."""
@@ -36,40 +46,40 @@ class RawMessage(NamedTuple):
 
 
 def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
-    """The worker: one export at a time; replies carry bytes and the running tally."""
+    """The worker: one export at a time; each reply carries bytes, records and bad ones."""
     writer: CsvWriter | None = None
     sink = io.BytesIO()
-    tally = Tally()
-    limits = (0, 0)
+    max_batch_bytes = 0
     while True:
         try:
             command, *args = conn.recv()
         except EOFError:
             return
-        skips: list[tuple[int, str]] = []
+        tally = Tally()
+        bad: list[tuple[int, str, int]] = []
         try:
             if command == "begin":
-                columns, options, max_bad, max_batch = args
-                sink, tally, limits = io.BytesIO(), Tally(), (max_bad, max_batch)
+                columns, options, max_batch_bytes = args
+                sink = io.BytesIO()
                 writer = CsvWriter(columns, options)
                 writer.begin(sink)
             elif command == "add" and writer is not None:
                 messages = [RawMessage(offset, value) for offset, value in args[0]]
-                on_skip = functools.partial(_note_skip, skips)
-                write_messages(writer, messages, tally, *limits, on_skip=on_skip)
+                on_bad = functools.partial(_note_bad, bad)
+                write_messages(writer, messages, tally, max_batch_bytes, on_bad)
             elif command == "finish" and writer is not None:
                 writer.finish()
                 writer = None
             else:
                 return
-            conn.send(("ok", _take(sink), tally.records, tally.skipped, skips))
+            conn.send(("ok", _take(sink), tally.records, bad))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             writer = None
-            conn.send(error_reply(exc, tally.records, tally.skipped, skips))
+            conn.send(error_reply(exc, tally.records, bad))
 
 
-def _note_skip(skips: list[tuple[int, str]], offset: int, problem: str) -> None:
-    skips.append((offset, problem))
+def _note_bad(bad: list[tuple[int, str, int]], offset: int, problem: str, count: int) -> None:
+    bad.append((offset, problem, count))
 
 
 def _take(sink: io.BytesIO) -> bytes:
@@ -80,12 +90,13 @@ def _take(sink: io.BytesIO) -> bytes:
 
 
 class CsvWorkerPool(WorkerPool):
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, cores: int | None = None) -> None:
         super().__init__(size, _serve, (), "csv-worker")
+        self.cores = cores or os.cpu_count() or 1
 
 
 class RemoteCsvWriter:
-    """A CSV export's writing, done by a worker; the service only moves bytes."""
+    """A CSV export's writing, done by its lanes; the service only moves bytes."""
 
     def __init__(
         self,
@@ -97,51 +108,69 @@ class RemoteCsvWriter:
         self._pool = pool
         self._columns = tuple(columns)
         self._options = options
-        self._limits = limits
-        """(max_bad_records, max_batch_bytes)."""
-        self._worker: Worker | None = None
+        self._max_bad_records, self._max_batch_bytes = limits
+        self._lanes: list[Worker] = []
+        self._idle: deque[Worker] = deque()
+        self._pending: deque[Worker] = deque()
+        """Lanes with a fetch sent and its reply not yet taken, oldest first."""
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink, tally: Tally) -> None:
         self._sink = sink
-        self._worker = self._pool.checkout()
-        self._worker.send("begin", self._columns, self._options, *self._limits)
-        self._collect(tally)
+        self._lanes.append(self._pool.checkout())
+        wanted = min(self._pool.cores, MAX_LANES) - 1
+        while wanted > 0 and (extra := self._pool.checkout_below(self._pool.cores)) is not None:
+            self._lanes.append(extra)
+            wanted -= 1
+        # The first lane writes the BOM and the header; the others only rows.
+        rows_only = dataclasses.replace(self._options, header=False, bom=False)
+        for index, lane in enumerate(self._lanes):
+            options = self._options if index == 0 else rows_only
+            lane.send("begin", self._columns, options, self._max_batch_bytes)
+            self._collect(lane, tally)
+        self._idle.extend(self._lanes)
 
     def write_messages(self, messages: Sequence[SourceMessage], tally: Tally) -> None:
-        # Waiting for the reply keeps the tally (progress, deadline messages) current;
-        # the loop is free meanwhile, and aiokafka fetches the next batch in the background.
-        self._checked_out().send("add", [(m.offset, m.value) for m in messages])
-        self._collect(tally)
+        if not messages:  # the source is quiet: take every reply, so the tally is current
+            while self._pending:
+                oldest = self._pending.popleft()
+                self._collect(oldest, tally)
+                self._idle.append(oldest)
+            return
+        if not self._idle:
+            oldest = self._pending.popleft()
+            self._collect(oldest, tally)
+            self._idle.append(oldest)
+        lane = self._idle.popleft()
+        lane.send("add", [(m.offset, m.value) for m in messages])
+        self._pending.append(lane)
 
     def finish(self, tally: Tally) -> None:
-        self._checked_out().send("finish")
-        self._collect(tally)
-        assert self._worker is not None  # noqa: S101 - checked out above
-        self._pool.checkin(self._worker, reusable=True)
-        self._worker = None
+        while self._pending:
+            self._collect(self._pending.popleft(), tally)
+        for lane in self._lanes:
+            lane.send("finish")
+            self._collect(lane, tally)
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            self._pool.checkin(lane, reusable=True)
 
     def close(self) -> None:
-        """An export not finished is abandoned: its worker is killed, not reused."""
-        if self._worker is not None:
-            self._pool.checkin(self._worker, reusable=False)
-            self._worker = None
+        """An export not finished is abandoned: its lanes are killed, not reused."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            self._pool.checkin(lane, reusable=False)
 
-    def _checked_out(self) -> Worker:
-        if self._worker is None or self._sink is None:
+    def _collect(self, lane: Worker, tally: Tally) -> None:
+        """Take a lane's oldest reply: write its bytes, count its records and bad ones."""
+        if self._sink is None:
             raise RuntimeError("begin() was not called")
-        return self._worker
-
-    def _collect(self, tally: Tally) -> None:
-        """Take the oldest reply: write its bytes, follow its tally, log its skips."""
-        reply: tuple[Any, ...] = self._checked_out().receive_reply()
-        *head, records, skipped, skips = reply
-        tally.records, tally.skipped = records, skipped
-        for offset, problem in skips:
-            log_skip(offset, problem)
+        reply: tuple[Any, ...] = lane.receive_reply()
+        *head, records, bad = reply
+        tally.records += records
+        for offset, problem, count in bad:
+            skip_bad(tally, self._max_bad_records, offset, problem, count)
         if head[0] == "error":
             raise_reply(tuple(head))
-        data: bytes = head[1]
-        if data:
-            assert self._sink is not None  # noqa: S101 - checked out above
+        if data := head[1]:
             self._sink.write(data)

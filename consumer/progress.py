@@ -21,7 +21,9 @@ INTERVAL_S = 1.0
 class ProgressReporter:
     """Turns (records written, read position) into `running` events, throttled.
 
-    The first event comes one interval after the start, so short exports send none.
+    The first event comes one interval after the start, so short exports send none;
+    none comes once the whole range is read, as the outcome is next (and records still
+    being formatted would make a 100 % event with fewer records than the result).
     """
 
     def __init__(self, request: ExportRequest, started: float, sink: ProgressSink | None) -> None:
@@ -32,10 +34,10 @@ class ProgressReporter:
 
     async def update(self, records: int, position: int) -> None:
         now = time.monotonic()
-        if self._sink is None or now < self._next_at:
+        src = self._request.source
+        if self._sink is None or now < self._next_at or position >= src.end_offset:
             return
         self._next_at = now + INTERVAL_S
-        src = self._request.source
         span = src.end_offset - src.start_offset
         done = min(max(position - src.start_offset, 0), span)
         await self._sink(

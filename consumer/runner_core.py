@@ -6,6 +6,7 @@ client, the PDF renderer or the schemas.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -45,27 +46,32 @@ def log_skip(offset: int, problem: str) -> None:
     )
 
 
+def skip_bad(tally: Tally, max_bad_records: int, offset: int, problem: str, count: int) -> None:
+    """Count a message's bad records: past the limit the export fails at its offset,
+    below it the skip is logged."""
+    tally.skipped += count
+    if tally.skipped > max_bad_records:
+        raise BadRecord(
+            f"bad record at offset {offset}: {problem} "
+            f"({tally.skipped} bad, max_bad_records is {max_bad_records})",
+            offset=offset,
+        )
+    log_skip(offset, problem)
+
+
 def write_messages(
     writer: Writer,
     messages: Sequence[SourceMessage],
     tally: Tally,
-    max_bad_records: int,
     max_batch_bytes: int,
-    *,
-    on_skip: Callable[[int, str], None] = log_skip,
+    on_bad: Callable[[int, str, int], None],
 ) -> None:
-    """Decode a fetch's messages and write their records (off the loop, or in a worker)."""
+    """Decode a fetch's messages and write their records (off the loop, or in a worker);
+    `on_bad(offset, problem, count)` hears of each message with bad records."""
     for message in messages:
         batch = decode_batch(message.value, max_batch_bytes)
         if batch.bad:
-            tally.skipped += batch.bad
-            if tally.skipped > max_bad_records:
-                raise BadRecord(
-                    f"bad record at offset {message.offset}: {batch.problem} "
-                    f"({tally.skipped} bad, max_bad_records is {max_bad_records})",
-                    offset=message.offset,
-                )
-            on_skip(message.offset, batch.problem or "bad record")
+            on_bad(message.offset, batch.problem or "bad record", batch.bad)
         if batch.records:
             writer.write_records(batch.records)
             tally.records += len(batch.records)
@@ -95,7 +101,9 @@ class DecodingWriter:
         self._writer.begin(sink)
 
     def write_messages(self, messages: Sequence[SourceMessage], tally: Tally) -> None:
-        write_messages(self._writer, messages, tally, *self._limits)
+        max_bad_records, max_batch_bytes = self._limits
+        on_bad = functools.partial(skip_bad, tally, max_bad_records)
+        write_messages(self._writer, messages, tally, max_batch_bytes, on_bad)
 
     def finish(self, tally: Tally) -> None:  # noqa: ARG002 - the protocol's
         self._writer.finish()

@@ -102,7 +102,7 @@ class SourceReader:
             raise SourceUnavailable(f"cannot read the source's metadata: {exc}") from exc
 
     async def batches(self) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
-        """Messages of the range that match the key, a fetch at a time."""
+        """Messages of the range that match the key, a fetch (or quiet poll) at a time."""
         src = self._source
         if src.end_offset <= src.start_offset:
             return
@@ -130,5 +130,6 @@ class SourceReader:
                     chosen.append(message)
             else:
                 self.position = max(self.position, await self._consumer.position(self._tp))
-            if chosen:
-                yield chosen
+            # Empty too: the runner hears that the source is quiet (a poll timed out, or
+            # no message matched the key) and can bring its counts up to date.
+            yield chosen

@@ -104,6 +104,8 @@ class WorkerPool:
         self._busy: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._starting = 0
+        """Checkouts under way (a spawn takes a while), counted as busy."""
 
     def worker_pids(self) -> list[int]:
         """Process ids of the workers (for operators and fault tests)."""
@@ -111,12 +113,25 @@ class WorkerPool:
             return [w.process.pid for w in [*self._idle, *self._busy] if w.process.pid]
 
     def checkout(self) -> Worker:
+        worker = self.checkout_below(None)
+        assert worker is not None  # noqa: S101 - no limit, always a worker
+        return worker
+
+    def checkout_below(self, busy_limit: int | None) -> Worker | None:
+        """A worker; with `busy_limit`, only while fewer than that are busy (else None)."""
         with self._lock:
             if self._closed:
                 raise ExportError(f"the {self.name} pool is shut down")
+            if busy_limit is not None and len(self._busy) + self._starting >= busy_limit:
+                return None
             worker = self._idle.pop() if self._idle else None
-        if worker is None or not worker.process.is_alive():
-            worker = self._spawn()
+            self._starting += 1
+        try:
+            if worker is None or not worker.process.is_alive():
+                worker = self._spawn()
+        finally:
+            with self._lock:
+                self._starting -= 1
         with self._lock:
             self._busy.add(worker)
         return worker

@@ -22,9 +22,9 @@ async def test_a_killed_csv_worker_fails_its_export_internal_and_the_pool_recove
         async with asyncio.timeout(30):
             while not service.csv_pool.worker_pids():  # noqa: ASYNC110 - a process, no event
                 await asyncio.sleep(0.05)
-        (pid,) = service.csv_pool.worker_pids()
         await asyncio.sleep(0.5)  # the first batch is formatted; the export waits for more
-        os.kill(pid, 9)
+        for pid in service.csv_pool.worker_pids():  # the export's lanes, one per core
+            os.kill(pid, 9)
         await harness.write_batches([rows(5, 1)], key="doomed")
         failed = await harness.result("doomed")
         after = harness.request("after", *await harness.write_batches([rows(0, 3)]))
