@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Only light imports at the top: worker processes (spawned) import this module again as
@@ -25,6 +26,12 @@ EXIT_BAD_SETTING = 2
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     from consumer.settings import Settings, env_name, flag_name  # noqa: PLC0415 - see top
 
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="a TOML file of settings (keys as the flags, with _); flags and variables win",
+    )
     group = parser.add_argument_group("settings (each also an EXPORT_* variable)")
     for name, field in Settings.model_fields.items():
         group.add_argument(
@@ -54,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run `seed-export --batch` once ready, then stop; exit status is the demo's",
     )
     _add_setting_flags(dev)
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings as TOML, where each came from, secrets masked",
+    )
+    _add_setting_flags(config)
     return parser
 
 
@@ -64,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
     demo = bool(args.pop("demo", False))
+    config_file: Path | None = args.pop("config", None)
     flags = {k: str(v) for k, v in args.items()}
     if (
         command == "dev"
@@ -73,14 +86,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The embedded broker has no InitProducerId; real Kafka keeps the default (on).
         flags["enable_idempotence"] = "false"
     try:
-        settings = load_settings(flags)
+        settings = load_settings(flags, config_file)
     except SettingsError as exc:
         print(f"export-consumer: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
+    if command == "config":
+        return _print_config(settings, flags, config_file)
     configure_logging(settings.log_level.value)
     if command == "run":
         return asyncio.run(_serve(settings))
     return _dev(settings, demo=demo)
+
+
+def _print_config(settings: Settings, flags: dict[str, str], config_file: Path | None) -> int:
+    from consumer.settings import (  # noqa: PLC0415 - see top
+        describe_settings,
+        read_config_file,
+        setting_sources,
+    )
+
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    print(describe_settings(settings, setting_sources(flags, file_values, os.environ)), end="")
+    return 0
 
 
 async def _serve(settings: Settings) -> int:

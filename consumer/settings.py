@@ -1,14 +1,23 @@
-"""The service's settings: every field is an `EXPORT_*` variable and a `--flag`."""
+"""The service's settings: every field is an `EXPORT_*` variable, a `--flag` and a key
+of the `--config` TOML file; a flag beats a variable, which beats the file."""
 
 from __future__ import annotations
 
+import json
+import os
 import ssl
+import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, FilePath, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from consumer.errors import SettingsError
 
@@ -64,6 +73,20 @@ class Settings(BaseSettings):
     """Everything the service reads from its environment, validated at start-up."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    file_values: ClassVar[dict[str, Any]] = {}
+    """The `--config` file's settings; set on a subclass made per file (`load_settings`)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - nor secret dirs
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (passed as arguments) over variables over the file over defaults."""
+        return init_settings, env_settings, InitSettingsSource(settings_cls, cls.file_values)
 
     bootstrap_servers: str = Field(DEFAULT_BOOTSTRAP_SERVERS, min_length=1)
     """Comma-separated `host:port` list of brokers."""
@@ -140,16 +163,85 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_settings(flags: Mapping[str, str] | None = None) -> Settings:
-    """Settings from flags (by field name) over `EXPORT_*` variables over defaults.
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file of settings by field name; unknown keys and bad TOML are errors."""
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read the config file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"the config file {path} is not TOML: {exc}") from exc
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(
+            f"the config file {path} has unknown setting {unknown[0]!r} "
+            "(keys are the variables' names without EXPORT_, in lower case)"
+        )
+    return values
 
-    Raises `SettingsError` with one line naming the flag or variable at fault.
+
+def setting_sources(
+    flags: Mapping[str, str], file_values: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Where each setting's value comes from: `flag`, `variable`, `file` or `default`."""
+    return {
+        name: "flag"
+        if name in flags
+        else "variable"
+        if env_name(name) in {key.upper() for key in environ}
+        else "file"
+        if name in file_values
+        else "default"
+        for name in Settings.model_fields
+    }
+
+
+def load_settings(
+    flags: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Settings from flags (by field name) over `EXPORT_*` variables over the config
+    file over defaults.
+
+    Raises `SettingsError` with one line naming the flag, variable or file at fault.
     """
     given: dict[str, Any] = dict(flags or {})
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    settings_type = type("Settings", (Settings,), {"file_values": file_values})
     try:
-        return Settings(**given)
+        loaded = settings_type(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        source = flag_name(field) if field in given else env_name(field)
+        if field in given:
+            source = flag_name(field)
+        elif field in file_values and env_name(field) not in os.environ:
+            source = f"{field} in {config_file}"
+        else:
+            source = env_name(field)
         raise SettingsError(f"bad setting {source}={first['input']!r}: {first['msg']}") from exc
+    # The validated values as a plain `Settings` (the per-file subclass cannot be pickled).
+    return Settings.model_construct(**dict(loaded))
+
+
+def describe_settings(settings: Settings, sources: Mapping[str, str]) -> str:
+    """The effective settings as a TOML file, each with where it came from; secrets and
+    unset values are comments, so the output can be used as a `--config` file."""
+    lines = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        origin = sources.get(name, "default")
+        if value is None:
+            lines.append(f"# {name} is not set ({origin})")
+        elif isinstance(value, SecretStr):
+            lines.append(f'# {name} = "**********"  # secret, not shown ({origin})')
+        else:
+            lines.append(f"{name} = {_toml_value(value)}  # {origin}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and not isinstance(value, StrEnum):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML one

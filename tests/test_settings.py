@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,84 @@ def test_cli_bad_setting_is_one_line_and_exit_2():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("export-consumer: bad setting --max-in-flight='lots'")
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("EXPORT_"):
+            monkeypatch.delenv(name)
+
+
+class TestConfigFile:
+    def test_flag_over_variable_over_file_over_default(self, tmp_path, monkeypatch):
+        """Each source wins over the ones after it, setting by setting."""
+        _clean_env(monkeypatch)
+        config = tmp_path / "export.toml"
+        config.write_text(
+            'group_id = "file"\nrequest_topic = "file.requests"\nmax_in_flight = 3\n'
+            "timeout_s = 60\n"
+        )
+        monkeypatch.setenv("EXPORT_GROUP_ID", "variable")
+        monkeypatch.setenv("EXPORT_TIMEOUT_S", "90")
+        settings = load_settings({"timeout_s": "30"}, config)
+        assert settings.timeout_s == 30  # flag over variable and file
+        assert settings.group_id == "variable"  # variable over file
+        assert settings.request_topic == "file.requests"  # file over default
+        assert settings.max_in_flight == 3
+        assert settings.result_topic == "export.results"  # default
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            ("max_in_fligt = 3\n", "has unknown setting 'max_in_fligt'"),
+            ("max_in_flight = \n", "is not TOML: Invalid value (at line 1, column 17)"),
+            ('max_in_flight = "lots"\n', "bad setting max_in_flight in "),
+        ],
+    )
+    def test_a_bad_file_is_named_with_the_key_at_fault(
+        self, tmp_path, monkeypatch, content, message
+    ):
+        """Unknown keys, broken TOML and bad values name the file and the key."""
+        _clean_env(monkeypatch)
+        config = tmp_path / "export.toml"
+        config.write_text(content)
+        with pytest.raises(SettingsError) as caught:
+            load_settings({}, config)
+        assert message in str(caught.value)
+        assert str(config) in str(caught.value)
+
+    def test_a_missing_file_is_one_clear_error(self, tmp_path):
+        with pytest.raises(SettingsError, match=r"cannot read the config file .*: No such file"):
+            load_settings({}, tmp_path / "absent.toml")
+
+
+def _config_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("EXPORT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "config", *args],
+        capture_output=True, text=True, timeout=60, check=True, env={**clean, **env},
+    )  # fmt: skip
+
+
+def test_config_command_prints_effective_settings_sources_and_masks_secrets(tmp_path):
+    """`export-consumer config`: each setting, where it came from, the password hidden;
+    its output, used as a config file, gives the same settings."""
+    config = tmp_path / "export.toml"
+    config.write_text(
+        'group_id = "file"\nmax_in_flight = 3\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+    )
+    env = {"EXPORT_SASL_PLAIN_PASSWORD": "hunter2", "EXPORT_GROUP_ID": "variable"}
+    printed = _config_command("--config", str(config), "--timeout-s", "30", env=env).stdout
+    lines = printed.splitlines()
+    assert 'group_id = "variable"  # variable' in lines
+    assert "max_in_flight = 3  # file" in lines
+    assert "timeout_s = 30.0  # flag" in lines
+    assert 'request_topic = "export.requests"  # default' in lines
+    assert '# sasl_plain_password = "**********"  # secret, not shown (variable)' in lines
+    assert "hunter2" not in printed
+    again = tmp_path / "printed.toml"
+    again.write_text(printed)
+    reprinted = _config_command("--config", str(again), env={}).stdout
+    assert tomllib.loads(reprinted) == tomllib.loads(printed)
+    assert all(line.endswith("# file") for line in reprinted.splitlines() if " = " in line[:40]
+               and not line.startswith("#"))  # fmt: skip
