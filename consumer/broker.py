@@ -48,11 +48,21 @@ class EmbeddedBroker:
     """A memory-only Tansu broker on loopback; `stop()` ends it and forgets its data."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 9092, log_file: IO[bytes] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        log_file: IO[bytes] | None = None,
+        *,
+        advertised: str | None = None,
+        authentication: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self._log_file = log_file
+        self._advertised = advertised
+        """`host:port` clients are told to use, when something (a TLS proxy) sits in front."""
+        self._authentication = authentication
+        """Require SASL (SCRAM) from clients."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,10 +72,14 @@ class EmbeddedBroker:
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self._advertised}" if self._advertised else url
         if _port_open(self.host, self.port):
             raise RuntimeError(f"{self.bootstrap_servers} is already in use; pick another port")
+        command = [broker_binary(), "broker", "--listener-url", url]
+        command += ["--advertised-listener-url", advertised]
+        command += ["--authentication"] if self._authentication else []
         self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            command,
             stdout=self._log_file or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log_file else subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal

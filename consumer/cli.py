@@ -111,8 +111,14 @@ def _print_config(settings: Settings, flags: dict[str, str], config_file: Path |
 
 
 async def _serve(settings: Settings) -> int:
-    from consumer.service import ExportService  # noqa: PLC0415 - see top
+    from consumer.preflight import check_broker_access  # noqa: PLC0415 - see top
+    from consumer.service import ExportService  # noqa: PLC0415
 
+    try:
+        await check_broker_access(settings)
+    except SettingsError as exc:
+        print(f"export-consumer: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
     service = ExportService(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -203,6 +203,7 @@ class TestDockerfile:
 
     @pytest.mark.parametrize("path", ["consumer", "producer_tools", "schemas", "pyproject.toml"])
     def test_the_build_stage_copies_what_the_wheel_needs(self, path: str) -> None:
-        copies = [shlex.split(line)[1] for line in DOCKERFILE.splitlines() if line.startswith("COPY ")]
+        lines = DOCKERFILE.splitlines()
+        copies = [shlex.split(line)[1] for line in lines if line.startswith("COPY ")]
         assert any(path in copy for copy in copies)
         assert (ROOT / path).exists()
