@@ -130,12 +130,15 @@ class ProcessTree:
         self.sample()
 
     def describe_peaks(self) -> str:
-        """Peak of the whole tree, then of the service process and of its largest child."""
+        """Peak of the whole tree, then of the service process and each child (workers and
+        multiprocessing's resource tracker), each at its own peak."""
         own = self.peaks.get(self.pid, 0)
-        child = max((v for k, v in self.peaks.items() if k != self.pid), default=0)
+        children = sorted((v for k, v in self.peaks.items() if k != self.pid), reverse=True)
         return (
             f"peak {self.peak_rss / MB:.0f} MB RSS summed, {self.peak_pss / MB:.0f} MB PSS "
-            f"(service process {own / MB:.0f} MB, largest worker {child / MB:.0f} MB)"
+            f"(service process {own / MB:.0f} MB; its {len(children)} child processes "
+            + ", ".join(f"{v / MB:.0f}" for v in children)
+            + " MB)"
         )
 
     def __enter__(self) -> Self:

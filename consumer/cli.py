@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Only light imports at the top: worker processes (spawned) import this module again as
-# their __main__, and must not pay for the Kafka client, the PDF renderer or pydantic.
+# Only light imports at the top: `--help` and a bad flag answer at once, and the Kafka
+# client, the PDF renderer and pydantic load only for the command that needs them.
 from consumer.errors import SettingsError
 
 if TYPE_CHECKING:

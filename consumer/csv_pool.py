@@ -2,8 +2,8 @@
 
 Decoding JSON and formatting rows is the CPU work of a CSV export; in the service's own
 process all exports would share one core. Each export checks out a worker (from a pool
-like the PDF one) and, while the pool has fewer busy workers than the machine has cores,
-more of them: its lanes. Each fetch's raw message values go to the lane that has waited
+like the PDF one) and, while the machine has cores no other export needs, more of them:
+its lanes. Each fetch's raw message values go to the lane that has waited
 longest; a lane decodes and formats one fetch at a time and sends back its CSV bytes and
 bad-record findings, which the service takes in the order the fetches were sent, so the
 file's rows keep the topic's order and the bad-record limit is counted in offset order.
@@ -26,7 +26,7 @@ from consumer.workers import WorkerPool, error_reply, raise_reply
 from consumer.writers.csv import CsvWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from multiprocessing.connection import Connection
 
     from consumer.runner_core import SourceMessage
@@ -90,9 +90,17 @@ def _take(sink: io.BytesIO) -> bytes:
 
 
 class CsvWorkerPool(WorkerPool):
-    def __init__(self, size: int, cores: int | None = None) -> None:
+    def __init__(
+        self, size: int, cores: int | None = None, load: Callable[[], int] | None = None
+    ) -> None:
         super().__init__(size, _serve, (), "csv-worker")
         self.cores = cores or os.cpu_count() or 1
+        self._load = load or (lambda: 1)
+        """Exports this instance has taken on (running or waiting for a slot)."""
+
+    def spare_lanes(self) -> int:
+        """Workers an export may take beyond its first: the cores no other export needs."""
+        return max(0, min(self.cores, MAX_LANES) - max(self._load(), 1))
 
 
 class RemoteCsvWriter:
@@ -118,7 +126,7 @@ class RemoteCsvWriter:
     def begin(self, sink: Sink, tally: Tally) -> None:
         self._sink = sink
         self._lanes.append(self._pool.checkout())
-        wanted = min(self._pool.cores, MAX_LANES) - 1
+        wanted = self._pool.spare_lanes()
         while wanted > 0 and (extra := self._pool.checkout_below(self._pool.cores)) is not None:
             self._lanes.append(extra)
             wanted -= 1

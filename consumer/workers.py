@@ -1,14 +1,22 @@
 """Worker processes behind pipes: a pool, the worker handle, and errors across the pipe.
 
-Spawned, not forked: the service has threads (the metrics server, aiokafka's), which a
-fork would copy in whatever state they were. A worker that dies fails its export with
-`internal`; one abandoned mid-export is killed and replaced.
+A worker is a fresh interpreter (`python -m consumer.worker_main`), not a fork: the
+service has threads (the metrics server, aiokafka's), which a fork would copy in
+whatever state they were. It is started with `subprocess` and talks over a socket pair
+wrapped in multiprocessing's `Connection`, rather than started by multiprocessing's
+spawn, which also starts a resource-tracker process (12 MB) that nothing here needs and
+imports the service's `__main__` again in every worker. A worker that dies fails its
+export with `internal`; one abandoned mid-export is killed and replaced.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import socket
+import subprocess
+import sys
 import threading
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from consumer.errors import (
@@ -22,8 +30,8 @@ from consumer.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
+
+STOP_WAIT_S = 5.0
 
 _ERRORS: dict[str, type[ExportError]] = {
     FailureReason.INVALID_REQUEST.value: InvalidRequest,
@@ -47,9 +55,14 @@ def raise_reply(reply: tuple[Any, ...]) -> None:
 
 
 class Worker:
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], conn: Connection, name: str) -> None:
         self.process = process
         self.conn = conn
+        self.name = name
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def call(self, *message: Any) -> Any:
         self.send(*message)
@@ -77,16 +90,17 @@ class Worker:
         return reply
 
     def _died(self) -> ExportError:
-        self.process.join(timeout=1)
-        return ExportError(
-            f"the {self.process.name} process died (exit code {self.process.exitcode})"
-        )
+        try:
+            code: int | None = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
+        return ExportError(f"the {self.name} process died (exit code {code})")
 
     def kill(self) -> None:
         self.conn.close()
-        if self.process.is_alive():
+        if self.alive:
             self.process.kill()
-        self.process.join(timeout=5)
+        self.process.wait(timeout=STOP_WAIT_S)
 
 
 class WorkerPool:
@@ -97,9 +111,9 @@ class WorkerPool:
     ) -> None:
         self.size = size
         self.name = name
-        self._target = target
-        self._args = args
-        self._context = multiprocessing.get_context("spawn")
+        self._target = f"{target.__module__}:{target.__qualname__}"
+        self._args = json.dumps(args)
+        """Given to the worker on its command line: strings and numbers only."""
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._lock = threading.Lock()
@@ -110,7 +124,7 @@ class WorkerPool:
     def worker_pids(self) -> list[int]:
         """Process ids of the workers (for operators and fault tests)."""
         with self._lock:
-            return [w.process.pid for w in [*self._idle, *self._busy] if w.process.pid]
+            return [w.process.pid for w in [*self._idle, *self._busy]]
 
     def checkout(self) -> Worker:
         worker = self.checkout_below(None)
@@ -127,7 +141,7 @@ class WorkerPool:
             worker = self._idle.pop() if self._idle else None
             self._starting += 1
         try:
-            if worker is None or not worker.process.is_alive():
+            if worker is None or not worker.alive:
                 worker = self._spawn()
         finally:
             with self._lock:
@@ -139,20 +153,21 @@ class WorkerPool:
     def checkin(self, worker: Worker, *, reusable: bool) -> None:
         with self._lock:
             self._busy.discard(worker)
-            keep = reusable and not self._closed and worker.process.is_alive()
+            keep = reusable and not self._closed and worker.alive
             if keep and len(self._idle) < self.size:
                 self._idle.append(worker)
                 return
         worker.kill()
 
     def _spawn(self) -> Worker:
-        parent, child = self._context.Pipe()
-        process = self._context.Process(
-            target=self._target, args=(child, *self._args), name=self.name, daemon=True
-        )
-        process.start()
-        child.close()
-        return Worker(process, parent)
+        parent, child = socket.socketpair()
+        with child:
+            command = [sys.executable, "-m", "consumer.worker_main", self._target]
+            command += [str(child.fileno()), self._args]
+            process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                command, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL
+            )
+        return Worker(process, Connection(parent.detach()), self.name)
 
     def stop(self) -> None:
         """Kill every worker; safe to call twice."""

@@ -19,7 +19,7 @@ OPTIONS = ExportOptions(bom=True)
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = CsvWorkerPool(size=5, cores=3)
+    pool = CsvWorkerPool(size=5, cores=3, load=lambda: 1)  # one export: two idle cores
     yield pool
     pool.stop()
 
@@ -92,3 +92,14 @@ def test_bad_records_are_counted_in_offset_order_across_lanes(pool):
     assert caught.value.offset == 109
     assert "bad record at offset 109: item 0 of the batch is not an object" in caught.value.message
     assert "(2 bad, max_bad_records is 1)" in caught.value.message
+
+
+def test_no_extra_lanes_while_other_exports_need_the_cores():
+    """Three exports taken on, three cores: each export gets one worker."""
+    busy = CsvWorkerPool(size=5, cores=3, load=lambda: 3)
+    try:
+        fetched = fetches(4)
+        assert export(busy, fetched) == one_writer(fetched)
+        assert len(busy.worker_pids()) == 1
+    finally:
+        busy.stop()

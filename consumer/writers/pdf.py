@@ -45,7 +45,7 @@ STRIPE_BG = (0.93, 0.95, 0.97)
 RULE = (0.80, 0.83, 0.87)
 MUTED = (0.35, 0.38, 0.42)
 TOTAL_FORM = "page_total"
-CACHE_LIMIT = 20_000
+CACHE_LIMIT = 4_000
 """Entries kept in each per-report cache before it is emptied, so memory stays bounded."""
 
 FormatCache = dict[tuple[str, float, int, str], tuple[str, int]]
