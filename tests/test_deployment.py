@@ -3,6 +3,7 @@ contract and with each other (no Docker engine runs here: they are read, not sta
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -72,6 +73,16 @@ def test_kafka_runs_in_kraft_mode_with_listeners_for_containers_and_host() -> No
     assert "9092:9092" in SERVICES["kafka"]["ports"]
     assert Settings.model_fields["bootstrap_servers"].default.endswith(":9092")
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # KRaft formats its storage with this id, which must be a UUID in URL-safe base64.
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters == f"{env['KAFKA_NODE_ID']}@kafka:29093"
+    assert "CONTROLLER://:29093" in env["KAFKA_LISTENERS"].split(",")
+    listeners = {item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")}
+    mapped = {item.split(":")[0] for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}
+    assert listeners == mapped
+    assert set(advertised) <= listeners - {env["KAFKA_CONTROLLER_LISTENER_NAMES"]}
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
 
 
 def test_topic_init_creates_every_topic_the_service_and_tools_use_before_the_service_starts():
