@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
+
+WORKER_NICENESS = 10
 
 
 def main(argv: list[str]) -> None:
@@ -20,6 +23,9 @@ def main(argv: list[str]) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the service decides when its
     # workers stop (it kills them, or closes their connection).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers do the batch work; the service's loop (heartbeats, /metrics, new requests)
+    # must get a core as soon as it wakes, even when every core is busy formatting.
+    os.nice(WORKER_NICENESS)
     function(Connection(int(fd)), *json.loads(args))
 
 
