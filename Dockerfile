@@ -1,13 +1,17 @@
 # The service image: `docker build -t export-consumer .`, run with EXPORT_* variables.
-# Two stages: the build stage makes a venv with the wheel and its runtime dependencies
-# (no compilers, tests or dev tools reach the final image); the final stage is the slim
+# Two stages: the build stage compiles the wheel (its C part) into a venv with its
+# runtime dependencies (no compiler, tests or dev tools reach the final image); the final stage is the slim
 # Python base, DejaVu for PDF reports, that venv, and a non-root user.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for consumer/_csvrows.c; it stays in this stage.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/export-consumer
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY consumer ./consumer
 COPY producer_tools ./producer_tools
 COPY schemas ./schemas

@@ -3,13 +3,14 @@
 Decoding JSON and formatting rows is the CPU work of a CSV export; in the service's own
 process all exports would share one core. Each export checks out a worker (from a pool
 like the PDF one) and, while the machine has cores no other export needs, more of them:
-its lanes. Each fetch's raw message values go to the lane that has waited
-longest; a lane decodes and formats one fetch at a time and sends back its CSV bytes and
-bad-record findings, which the service takes in the order the fetches were sent, so the
-file's rows keep the topic's order and the bad-record limit is counted in offset order.
+its lanes. Each fetch's raw message values go to the lanes in turn, in pieces; a lane
+decodes and formats one piece at a time and sends back its CSV bytes and bad-record
+findings, which the service takes in the order the pieces were sent, so the file's rows
+keep the topic's order and the bad-record limit is counted in offset order.
 While a thread waits for a lane the event loop is free, and aiokafka fetches the next
-batch in the background. One fetch outstanding per lane: a lane that has its reply to
-send is never sent more, so neither side blocks on a full pipe.
+batch in the background. A lane holds at most two pieces, the one it formats and the
+next, and sends its replies from a thread, so it is never idle waiting for the service
+and neither side blocks on the other's full pipe.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import dataclasses
 import functools
 import io
 import os
+import queue
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,6 +39,11 @@ if TYPE_CHECKING:
 
 MAX_LANES = 4
 """Workers one export may use; more than the cores only adds processes."""
+LANE_DEPTH = 2
+"""Pieces a lane may hold: the one it formats and the next, so it never waits on us."""
+PIECE_BYTES = 512 * 1024
+"""A fetch goes to the lanes in pieces of about this many bytes of message values: a
+piece's decoded records are what a worker holds at once."""
 
 
 class RawMessage(NamedTuple):
@@ -46,7 +54,31 @@ class RawMessage(NamedTuple):
 
 
 def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
-    """The worker: one export at a time; each reply carries bytes, records and bad ones."""
+    """The worker: one export at a time; each reply carries bytes, records and bad ones.
+
+    Replies go out from a thread of their own, so this loop is always back in `recv`
+    soon: the service may have sent the next piece while this one was formatted, and
+    neither side may wait on the other's full pipe.
+    """
+    replies: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_replies, args=(conn, replies), daemon=True)
+    sender.start()
+    try:
+        _work(conn, replies)
+    finally:
+        replies.put(None)
+        sender.join()
+
+
+def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
+    while (reply := replies.get()) is not None:
+        try:
+            conn.send(reply)
+        except OSError:  # the service is gone; the main loop ends at its next recv
+            return
+
+
+def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
     writer: CsvWriter | None = None
     sink = io.BytesIO()
     max_batch_bytes = 0
@@ -72,10 +104,10 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
                 writer = None
             else:
                 return
-            conn.send(("ok", _take(sink), tally.records, bad))
+            replies.put(("ok", _take(sink), tally.records, bad))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             writer = None
-            conn.send(error_reply(exc, tally.records, bad))
+            replies.put(error_reply(exc, tally.records, bad))
 
 
 def _note_bad(bad: list[tuple[int, str, int]], offset: int, problem: str, count: int) -> None:
@@ -118,9 +150,9 @@ class RemoteCsvWriter:
         self._options = options
         self._max_bad_records, self._max_batch_bytes = limits
         self._lanes: list[Worker] = []
-        self._idle: deque[Worker] = deque()
         self._pending: deque[Worker] = deque()
-        """Lanes with a fetch sent and its reply not yet taken, oldest first."""
+        """The lane of each piece sent whose reply is not taken yet, oldest first."""
+        self._sent = 0
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink, tally: Tally) -> None:
@@ -136,21 +168,30 @@ class RemoteCsvWriter:
             options = self._options if index == 0 else rows_only
             lane.send("begin", self._columns, options, self._max_batch_bytes)
             self._collect(lane, tally)
-        self._idle.extend(self._lanes)
 
     def write_messages(self, messages: Sequence[SourceMessage], tally: Tally) -> None:
         if not messages:  # the source is quiet: take every reply, so the tally is current
             while self._pending:
-                oldest = self._pending.popleft()
-                self._collect(oldest, tally)
-                self._idle.append(oldest)
+                self._collect(self._pending.popleft(), tally)
             return
-        if not self._idle:
-            oldest = self._pending.popleft()
-            self._collect(oldest, tally)
-            self._idle.append(oldest)
-        lane = self._idle.popleft()
-        lane.send("add", [(m.offset, m.value) for m in messages])
+        piece: list[tuple[int, bytes | None]] = []
+        size = 0
+        for message in messages:
+            piece.append((message.offset, message.value))
+            size += len(message.value or b"")
+            if size >= PIECE_BYTES:
+                self._send(piece, tally)
+                piece, size = [], 0
+        if piece:
+            self._send(piece, tally)
+
+    def _send(self, piece: list[tuple[int, bytes | None]], tally: Tally) -> None:
+        # Lanes in turn, so the oldest reply is always from the lane sent to next.
+        while len(self._pending) >= len(self._lanes) * LANE_DEPTH:
+            self._collect(self._pending.popleft(), tally)
+        lane = self._lanes[self._sent % len(self._lanes)]
+        self._sent += 1
+        lane.send("add", piece)
         self._pending.append(lane)
 
     def finish(self, tally: Tally) -> None:

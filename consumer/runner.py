@@ -16,7 +16,7 @@ from consumer.keyed_locks import KeyedLocks
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
-from consumer.source import SourceReader
+from consumer.source import SourceReader, fetch_bytes_for
 from consumer.store import Manifest
 from consumer.structs import (
     ExportFormat,
@@ -92,11 +92,14 @@ class ExportRunner:
         store: OutputStore,
         pdf_pool: PdfWorkerPool,
         csv_pool: CsvWorkerPool,
+        load: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._pdf_pool = pdf_pool
         self._csv_pool = csv_pool
+        self._load = load or (lambda: 1)
+        """Exports this instance has taken on (running or waiting): sizes each fetch."""
         self._locks = KeyedLocks()
 
     async def run(
@@ -170,7 +173,8 @@ class ExportRunner:
 
         writer = self._writer_for(request)
         try:
-            async with SourceReader(self._settings, request.source) as reader:
+            fetch_bytes = fetch_bytes_for(self._load())
+            async with SourceReader(self._settings, request.source, fetch_bytes) as reader:
                 with self._store.stage(request.export_id, request.format) as staged:
                     await run_off_loop(functools.partial(writer.begin, staged, tally))
                     async for messages in reader.batches():

@@ -61,10 +61,14 @@ class ExportService:
         self.store = OutputStore(settings.output_dir)
         self.font = find_font(settings.pdf_font)
         self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
-        self.csv_pool = CsvWorkerPool(
-            settings.max_in_flight, load=lambda: self.limiter.running + self.limiter.waiting
+
+        def exports_taken_on() -> int:
+            return self.limiter.running + self.limiter.waiting
+
+        self.csv_pool = CsvWorkerPool(settings.max_in_flight, load=exports_taken_on)
+        self.runner = ExportRunner(
+            settings, self.store, self.pdf_pool, self.csv_pool, load=exports_taken_on
         )
-        self.runner = ExportRunner(settings, self.store, self.pdf_pool, self.csv_pool)
         self.metrics_port: int | None = None
         """The bound metrics port, once started (differs from the setting when that is 0)."""
         self._tracker = OffsetTracker()

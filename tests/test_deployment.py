@@ -199,6 +199,9 @@ class TestDockerfile:
         assert "pip install ." in DOCKERFILE
         assert "[dev]" not in DOCKERFILE
         assert "fonts-dejavu-core" in " ".join(instruction("RUN"))
+        # The compiler builds consumer/_csvrows.c in the first stage only.
+        assert "gcc" in DOCKERFILE.split("\nFROM ")[1]
+        assert "gcc" not in " ".join(instruction("RUN"))
 
     def test_runs_as_a_non_root_user_that_owns_the_output_dir(self) -> None:
         (user,) = instruction("USER")
@@ -209,7 +212,9 @@ class TestDockerfile:
         (entrypoint,) = instruction("ENTRYPOINT")
         assert json.loads(entrypoint) == ["export-consumer", "run"]
 
-    @pytest.mark.parametrize("path", ["consumer", "producer_tools", "schemas", "pyproject.toml"])
+    @pytest.mark.parametrize(
+        "path", ["consumer", "producer_tools", "schemas", "pyproject.toml", "hatch_build.py"]
+    )
     def test_the_build_stage_copies_what_the_wheel_needs(self, path: str) -> None:
         lines = DOCKERFILE.splitlines()
         copies = [shlex.split(line)[1] for line in lines if line.startswith("COPY ")]

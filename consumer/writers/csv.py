@@ -6,6 +6,7 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
+from consumer._csvrows import format_rows
 from consumer.writers.cells import FORMULA_STARTS, cell_text, escape_formula
 from consumer.writers.csv_columns import ColumnFormatter
 
@@ -29,9 +30,10 @@ def _slow_cell(value: Any, escape: bool) -> str:
 class CsvWriter:
     """Writes rows batch by batch; each batch is formatted in memory, then written once.
 
-    Batches go through the column formatter; the csv module writes the header, and the
-    rows when there is one column (where it quotes an empty cell, and where the column
-    formatter is not used), and is the reference the column formatter is tested against.
+    A batch goes to the C formatter (`consumer/_csvrows.c`), which takes the common
+    values; a batch with a value it leaves to Python goes to the column formatter. The
+    csv module writes the header, and the rows when there is one column (where it quotes
+    an empty cell), and is the reference both formatters are tested against.
     """
 
     def __init__(self, columns: Sequence[str], options: ExportOptions) -> None:
@@ -65,6 +67,19 @@ class CsvWriter:
         if self._formatter is None:
             self.write_records_by_row(records)
             return
+        batch = records if isinstance(records, list) else list(records)
+        options = self._options
+        data = format_rows(batch, self._columns, options.delimiter, options.escape_formulas)
+        if data is None:
+            self.write_records_by_column(batch)
+            return
+        if self._sink is None:
+            raise RuntimeError("begin() was not called")
+        self._sink.write(data)
+
+    def write_records_by_column(self, records: Sequence[dict[str, Any]]) -> None:
+        """The column formatter: every batch of two or more columns the C one leaves."""
+        assert self._formatter is not None  # noqa: S101 - two or more columns
         self._buffer.write(self._formatter.format(records))
         self._flush()
 
