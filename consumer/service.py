@@ -122,6 +122,7 @@ class ExportService:
                 session_timeout_ms=self.settings.session_timeout_ms,
                 heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
                 max_poll_records=self.settings.max_in_flight,
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             )
             await consumer.start()
             stack.push_async_callback(consumer.stop)

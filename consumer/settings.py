@@ -37,6 +37,7 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_METRICS_HOST = "0.0.0.0"  # noqa: S104 - scraped from other hosts by design
 DEFAULT_METRICS_PORT = 9400
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
+DEFAULT_FETCH_MAX_WAIT_MS = 50
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
 DEFAULT_PDF_MAX_PAGES = 5_000
@@ -119,6 +120,10 @@ class Settings(BaseSettings):
 
     enable_idempotence: bool = True
     """Idempotent producer; off for brokers without InitProducerId (the embedded one)."""
+    fetch_max_wait_ms: int = Field(DEFAULT_FETCH_MAX_WAIT_MS, ge=0, le=10_000)
+    """How long a fetch may wait at the broker for records: the longest a new request, a
+    source's next records or (for the tools) a result can go unseen on a broker that
+    holds fetches that long; the embedded broker does, Kafka answers when records come."""
     session_timeout_ms: int = Field(DEFAULT_SESSION_TIMEOUT_MS, ge=1000)
     heartbeat_interval_ms: int = Field(DEFAULT_HEARTBEAT_INTERVAL_MS, ge=100)
 

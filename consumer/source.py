@@ -57,6 +57,7 @@ class SourceReader:
             # first batch that is larger whole).
             max_partition_fetch_bytes=fetch_bytes,
             fetch_max_bytes=fetch_bytes,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._started = False
         self.position = source.start_offset

@@ -6,10 +6,12 @@ the result that was published, so replays and conflicts are told apart after a r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -41,17 +43,30 @@ class Manifest:
     """The completed result event as published, to publish again on replay."""
 
 
+WRITEBACK_BYTES = 16 * 1024 * 1024
+
+
+def _write_back(fd: int) -> None:
+    # A failure here shows again at the fsync in commit(), which reports it.
+    with contextlib.suppress(OSError):
+        os.fdatasync(fd)
+
+
 class StagedFile:
     """A hidden file in the output directory that becomes the output on `commit()`.
 
     Counts and hashes what is written, so the result needs no second read. Closing
-    without commit removes it: no partial output is ever visible.
+    without commit removes it: no partial output is ever visible. Every
+    `WRITEBACK_BYTES` a thread asks the kernel to write back what is there, so the
+    `fsync` before the rename, the last step before the result, has little left to do.
     """
 
     def __init__(self, temp_path: Path, final_path: Path) -> None:
         self.temp_path = temp_path
         self.final_path = final_path
         self.bytes_written = 0
+        self._unsynced = 0
+        self._writeback: threading.Thread | None = None
         self._sha256 = hashlib.sha256()
         try:
             self._file = temp_path.open("xb")
@@ -68,7 +83,29 @@ class StagedFile:
             raise WriteError(f"cannot write {self.final_path.name}: {exc}") from exc
         self._sha256.update(data)
         self.bytes_written += written
+        self._unsynced += written
+        if self._unsynced >= WRITEBACK_BYTES and not self._writing_back():
+            self._start_writeback()
         return written
+
+    def _writing_back(self) -> bool:
+        return self._writeback is not None and self._writeback.is_alive()
+
+    def _start_writeback(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.final_path.name}: {exc}") from exc
+        self._unsynced = 0
+        self._writeback = threading.Thread(
+            target=_write_back, args=(self._file.fileno(),), name="writeback", daemon=True
+        )
+        self._writeback.start()
+
+    def _join_writeback(self) -> None:
+        if self._writeback is not None:
+            self._writeback.join()
+            self._writeback = None
 
     @property
     def sha256(self) -> str:
@@ -78,6 +115,7 @@ class StagedFile:
         """Flush to disk and rename into place atomically."""
         try:
             self._file.flush()
+            self._join_writeback()
             os.fsync(self._file.fileno())
             self._file.close()
             self.temp_path.replace(self.final_path)
@@ -87,6 +125,7 @@ class StagedFile:
 
     def discard(self) -> None:
         """Remove the staged file; harmless after commit or a second call."""
+        self._join_writeback()  # it holds the file's descriptor
         if not self._file.closed:
             self._file.close()
         if not self._committed:

@@ -46,7 +46,10 @@ class ResultWaiter:
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.result_topic
         self._consumer = AIOKafkaConsumer(
-            **settings.kafka_client_options(), group_id=None, enable_auto_commit=False
+            **settings.kafka_client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._seen: dict[str, dict[str, Any]] = {}
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from consumer.errors import WriteError
-from consumer.store import Manifest, OutputStore
+from consumer.store import WRITEBACK_BYTES, Manifest, OutputStore
 from consumer.structs import ExportFormat
 
 
@@ -34,6 +36,23 @@ class TestStagedFile:
         with staged:
             staged.write(b"partial")
         assert list(store.root.iterdir()) == []
+
+    def test_large_outputs_are_whole_and_hashed_through_the_writebacks(self, store):
+        """Past the write-back size (written back while writing), every byte and the
+        hash are the file's; a large staged file abandoned mid-way leaves nothing."""
+        pieces = [bytes([i]) * (1024 * 1024 + i) for i in range(40)]  # ~40 MB, 2 write-backs
+        with store.stage("big", ExportFormat.CSV) as staged:
+            for piece in pieces:
+                staged.write(piece)
+            staged.commit()
+        data = (store.root / "big.csv").read_bytes()
+        assert data == b"".join(pieces)
+        assert staged.sha256 == hashlib.sha256(data).hexdigest()
+        assert len(data) > 2 * WRITEBACK_BYTES
+        with store.stage("abandoned", ExportFormat.CSV) as staged:
+            for piece in pieces:
+                staged.write(piece)
+        assert sorted(p.name for p in store.root.iterdir()) == ["big.csv"]
 
     def test_output_directory_gone_is_a_write_error(self, store):
         """When the output directory cannot take files, staging fails with `write_error`."""
