@@ -23,7 +23,9 @@ class ProgressReporter:
 
     The first event comes one interval after the start, so short exports send none;
     none comes once the whole range is read, as the outcome is next (and records still
-    being formatted would make a 100 % event with fewer records than the result).
+    being formatted would make a 100 % event with fewer records than the result); none
+    repeats the last one while an export waits for records not yet written (a broker
+    outage would otherwise pile them up in the producer).
     """
 
     def __init__(self, request: ExportRequest, started: float, sink: ProgressSink | None) -> None:
@@ -31,12 +33,16 @@ class ProgressReporter:
         self._started = started
         self._sink = sink
         self._next_at = started + INTERVAL_S
+        self._last: tuple[int, int] | None = None
 
     async def update(self, records: int, position: int) -> None:
         now = time.monotonic()
         src = self._request.source
         if self._sink is None or now < self._next_at or position >= src.end_offset:
             return
+        if (records, position) == self._last:
+            return
+        self._last = (records, position)
         self._next_at = now + INTERVAL_S
         span = src.end_offset - src.start_offset
         done = min(max(position - src.start_offset, 0), span)

@@ -57,9 +57,7 @@ class Harness:
         await self._create_topics()
         await self.producer.start()
         await self.results.start()
-        tp = TopicPartition(self.settings.result_topic, 0)
-        self.results.assign([tp])
-        self.results.seek(tp, 0)
+        await self._read_results_from_start()
 
     async def _create_topics(self) -> None:
         s = self.settings
@@ -69,7 +67,19 @@ class Harness:
     async def start_again(self) -> None:
         """After a memory-only broker restarts: the topics again, results read from 0."""
         await self._create_topics()
-        self.results.seek(TopicPartition(self.settings.result_topic, 0), 0)
+        await self._read_results_from_start()
+
+    async def _read_results_from_start(self) -> None:
+        """Every partition of the result topic from offset 0: after a restart the service
+        may publish before the topics are made again, and the broker then creates the
+        result topic itself, with whatever partition count it chooses."""
+        await self.results.topics()  # fresh metadata
+        topic = self.settings.result_topic
+        partitions = self.results.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.results.assign(tps)
+        for tp in tps:
+            self.results.seek(tp, 0)
 
     async def stop(self) -> None:
         await self.producer.stop()

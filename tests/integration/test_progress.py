@@ -57,3 +57,21 @@ async def test_short_export_sends_no_progress(harness):
         result = await harness.result("quick")
     assert [e["status"] for e in harness.events("quick")] == ["completed"]
     assert result["records"] == ROWS_A_BATCH
+
+
+async def test_a_waiting_export_does_not_repeat_its_progress(harness):
+    """While an export waits for records not yet written, the same progress is sent once,
+    not every second (an outage would otherwise pile the repeats up in the producer)."""
+    async with harness.service():
+        start, _ = await harness.write_batches([batch(0)], key="waits")
+        end = start + 3
+        await harness.send_request(harness.request("waits", start, end, source={
+            "topic": harness.records_topic, "partition": 0,
+            "start_offset": start, "end_offset": end, "key": "waits",
+        }))  # fmt: skip
+        await asyncio.sleep(3.5)  # three intervals with nothing new to read
+        await harness.write_batches([batch(1), batch(2)], key="waits")
+        result = await harness.result("waits")
+    running = [e for e in harness.events("waits") if e["status"] == "running"]
+    assert result["records"] == 3 * ROWS_A_BATCH
+    assert [(e["records"], e["percent"]) for e in running] == [(ROWS_A_BATCH, 33.3)]
