@@ -141,7 +141,10 @@ class WorkerPool:
             worker = self._idle.pop() if self._idle else None
             self._starting += 1
         try:
-            if worker is None or not worker.alive:
+            if worker is not None and not worker.alive:
+                worker.kill()  # died while idle: close its pipe and reap it
+                worker = None
+            if worker is None:
                 worker = self._spawn()
         finally:
             with self._lock:
