@@ -173,13 +173,7 @@ class ExportRunner:
 
         writer = self._writer_for(request)
         try:
-            # Large fetches save CSV round trips; a report is drawing-bound, and each fetch
-            # is decoded in this process, so PDF reads the least.
-            fetch_bytes = (
-                fetch_bytes_for(self._load())
-                if request.format is ExportFormat.CSV
-                else MIN_FETCH_BYTES
-            )
+            fetch_bytes = self._fetch_bytes(request)
             async with SourceReader(self._settings, request.source, fetch_bytes) as reader:
                 with self._store.stage(request.export_id, request.format) as staged:
                     await run_off_loop(functools.partial(writer.begin, staged, tally))
@@ -224,6 +218,13 @@ class ExportRunner:
             },
         )
         return result
+
+    def _fetch_bytes(self, request: ExportRequest) -> int:
+        # Large fetches save CSV round trips; a report is drawing-bound, and each fetch
+        # is decoded in this process, so PDF reads the least.
+        if request.format is ExportFormat.CSV:
+            return fetch_bytes_for(self._load())
+        return MIN_FETCH_BYTES
 
     def _writer_for(self, request: ExportRequest) -> MessageWriter:
         limits = (request.options.max_bad_records, self._settings.max_batch_bytes)

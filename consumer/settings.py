@@ -189,16 +189,22 @@ def setting_sources(
     flags: Mapping[str, str], file_values: Mapping[str, Any], environ: Mapping[str, str]
 ) -> dict[str, str]:
     """Where each setting's value comes from: `flag`, `variable`, `file` or `default`."""
+    variables = _variable_names(environ)
     return {
         name: "flag"
         if name in flags
         else "variable"
-        if env_name(name) in {key.upper() for key in environ}
+        if env_name(name) in variables
         else "file"
         if name in file_values
         else "default"
         for name in Settings.model_fields
     }
+
+
+def _variable_names(environ: Mapping[str, str]) -> set[str]:
+    """Variable names as pydantic-settings matches them: in any case."""
+    return {key.upper() for key in environ}
 
 
 def load_settings(
@@ -219,7 +225,7 @@ def load_settings(
         field = str(first["loc"][0]) if first["loc"] else "?"
         if field in given:
             source = flag_name(field)
-        elif field in file_values and env_name(field) not in os.environ:
+        elif field in file_values and env_name(field) not in _variable_names(os.environ):
             source = f"{field} in {config_file}"
         else:
             source = env_name(field)

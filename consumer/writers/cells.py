@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START_CHARS = frozenset(FORMULA_STARTS)
 PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -32,3 +33,10 @@ def escape_formula(text: str) -> str:
     if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
+
+
+def csv_cell(value: Any, escape_formulas: bool) -> str:
+    """A value as a CSV cell shows it: the cell rules, and formula escaping for strings."""
+    if isinstance(value, str):
+        return escape_formula(value) if escape_formulas else value
+    return cell_text(value)

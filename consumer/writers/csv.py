@@ -7,7 +7,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from consumer._csvrows import format_rows
-from consumer.writers.cells import FORMULA_STARTS, cell_text, escape_formula
+from consumer.writers.cells import FORMULA_START_CHARS, csv_cell
 from consumer.writers.csv_columns import ColumnFormatter
 
 if TYPE_CHECKING:
@@ -17,14 +17,6 @@ if TYPE_CHECKING:
     from consumer.writers import Sink
 
 BOM = "\ufeff".encode()
-_TRIGGERS = frozenset(FORMULA_STARTS)
-
-
-def _slow_cell(value: Any, escape: bool) -> str:
-    """A cell off the fast path: a string that may be a formula, or any other value."""
-    if isinstance(value, str):
-        return escape_formula(value) if escape else value
-    return cell_text(value)
 
 
 class CsvWriter:
@@ -87,6 +79,7 @@ class CsvWriter:
         """The csv module's rows, cell by cell: the one-column case and the reference."""
         columns = self._columns
         escape = self._options.escape_formulas
+        starts = FORMULA_START_CHARS
         # One comprehension with no call per common cell: strings that cannot be
         # formulas, ints, nulls and floats in fixed notation go to the csv module as they
         # are (it writes them as the cell rules say: str(), empty, repr()); the rest take
@@ -95,11 +88,11 @@ class CsvWriter:
         rows = [
             [
                 v
-                if ((t := type(v := record.get(c))) is str and not (escape and v[:1] in _TRIGGERS))  # type: ignore[index]
+                if ((t := type(v := record.get(c))) is str and not (escape and v[:1] in starts))  # type: ignore[index]
                 or t is int
                 or v is None
                 or (t is float and (1e-4 <= v < 1e16 or -1e16 < v <= -1e-4 or v == 0.0))  # noqa: PLR2004
-                else ("true" if v is True else "false" if v is False else _slow_cell(v, escape))
+                else ("true" if v is True else "false" if v is False else csv_cell(v, escape))
                 for c in columns
             ]
             for record in records

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from consumer.writers.cells import FORMULA_STARTS, cell_text, escape_formula
+from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _NONE = type(None)
 _JSON_SCALARS = frozenset({int, float, bool, _NONE})
-_TRIGGERS = frozenset(FORMULA_STARTS)
 _first_char = itemgetter(slice(0, 1))
 
 
@@ -62,21 +61,18 @@ class ColumnFormatter:
         kinds = set(map(type, values))
         if kinds <= {str, _NONE}:
             texts = [v or "" for v in values] if _NONE in kinds else values
-            if self._escape_formulas and not _TRIGGERS.isdisjoint(map(_first_char, texts)):
-                texts = [escape_formula(t) if t[:1] in _TRIGGERS else t for t in texts]
+            if self._escape_formulas and not FORMULA_START_CHARS.isdisjoint(
+                map(_first_char, texts)
+            ):
+                texts = [escape_formula(t) if t[:1] in FORMULA_START_CHARS else t for t in texts]
         elif kinds <= _JSON_SCALARS and (json := _json_texts(values)) is not None:
             texts = json
         else:
-            texts = [self._cell(v) for v in values]
+            texts = [csv_cell(v, self._escape_formulas) for v in values]
         needs_quotes = self._needs_quotes.search
         if needs_quotes("".join(texts)):
             texts = ['"' + t.replace('"', '""') + '"' if needs_quotes(t) else t for t in texts]
         return texts
-
-    def _cell(self, value: Any) -> str:
-        if isinstance(value, str) and self._escape_formulas:
-            return escape_formula(value)
-        return cell_text(value)
 
 
 def _json_texts(values: list[Any]) -> list[str] | None:
