@@ -1,4 +1,4 @@
-"""Builds `consumer/_csvrows.c` (the CSV rows formatter) with the wheel.
+"""Builds `consumer._csvrows` (the CSV rows formatters, `consumer/csvrows/*.c`) with the wheel.
 
 In place for editable installs, into the wheel otherwise. A C compiler and the Python
 headers are needed (Debian: gcc and python3-dev); without them the install stops here,
@@ -13,6 +13,9 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 
+SOURCES = Path(__file__).parent / "consumer" / "csvrows"
+
+
 class CsvRowsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
@@ -23,7 +26,8 @@ class CsvRowsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         from setuptools import Distribution, Extension  # noqa: PLC0415 - build time only
         from setuptools.command.build_ext import build_ext  # noqa: PLC0415
 
-        extension = Extension("consumer._csvrows", ["consumer/_csvrows.c"], optional=False)
+        sources = sorted(str(path.relative_to(self.root)) for path in SOURCES.glob("*.c"))
+        extension = Extension("consumer._csvrows", sources, optional=False)
         command = build_ext(Distribution({"ext_modules": [extension], "script_name": "-"}))
         command.inplace = True
         command.ensure_finalized()

@@ -7,3 +7,10 @@ def format_rows(
     escape_formulas: bool,
     /,
 ) -> bytes | None: ...
+def format_json(
+    text: bytes,
+    columns: tuple[str, ...],
+    delimiter: str,
+    escape_formulas: bool,
+    /,
+) -> tuple[bytes, int] | None: ...

@@ -96,9 +96,8 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
                 writer = CsvWriter(columns, options)
                 writer.begin(sink)
             elif command == "add" and writer is not None:
-                messages = [RawMessage(offset, value) for offset, value in args[0]]
                 on_bad = functools.partial(_note_bad, bad)
-                write_messages(writer, messages, tally, max_batch_bytes, on_bad)
+                _write_piece(writer, args[0], tally, max_batch_bytes, on_bad)
             elif command == "finish" and writer is not None:
                 writer.finish()
                 writer = None
@@ -108,6 +107,24 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             writer = None
             replies.put(error_reply(exc, tally.records, bad))
+
+
+def _write_piece(
+    writer: CsvWriter,
+    piece: list[tuple[int, bytes | None]],
+    tally: Tally,
+    max_batch_bytes: int,
+    on_bad: Callable[[int, str, int], None],
+) -> None:
+    """Each message straight from its JSON text to rows where C takes it; the rest
+    decoded, with the bad-record rules, as the service would."""
+    for offset, value in piece:
+        if value is not None and len(value) <= max_batch_bytes:
+            records = writer.write_json(value)
+            if records is not None:
+                tally.records += records
+                continue
+        write_messages(writer, [RawMessage(offset, value)], tally, max_batch_bytes, on_bad)
 
 
 def _note_bad(bad: list[tuple[int, str, int]], offset: int, problem: str, count: int) -> None:

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
-from consumer._csvrows import format_rows
+from consumer._csvrows import format_json, format_rows
 from consumer.writers.cells import FORMULA_START_CHARS, csv_cell
 from consumer.writers.csv_columns import ColumnFormatter
 
@@ -22,10 +22,12 @@ BOM = "\ufeff".encode()
 class CsvWriter:
     """Writes rows batch by batch; each batch is formatted in memory, then written once.
 
-    A batch goes to the C formatter (`consumer/_csvrows.c`), which takes the common
-    values; a batch with a value it leaves to Python goes to the column formatter. The
-    csv module writes the header, and the rows when there is one column (where it quotes
-    an empty cell), and is the reference both formatters are tested against.
+    A message's JSON text goes straight to rows in C where it can (`write_json`,
+    `consumer/csvrows/json_rows.c`); decoded records go to the C formatter
+    (`consumer/csvrows/rows.c`), which takes the common values, and a batch with a value
+    it leaves to Python goes to the column formatter. The csv module writes the header,
+    and the rows when there is one column (where it quotes an empty cell), and is the
+    reference the formatters are tested against.
     """
 
     def __init__(self, columns: Sequence[str], options: ExportOptions) -> None:
@@ -54,6 +56,19 @@ class CsvWriter:
         if self._options.header:
             self._csv.writerow(self._columns)
             self._flush()
+
+    def write_json(self, text: bytes) -> int | None:
+        """A message's records written straight from its JSON text: how many, or None
+        when the text is not in the subset C takes (then decode it and use write_records)."""
+        options = self._options
+        written = format_json(text, self._columns, options.delimiter, options.escape_formulas)
+        if written is None:
+            return None
+        data, records = written
+        if self._sink is None:
+            raise RuntimeError("begin() was not called")
+        self._sink.write(data)
+        return records
 
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
         if self._formatter is None:

@@ -1,0 +1,609 @@
+/* CSV rows straight from a message's JSON text, in C: the CSV export's hot path.
+ *
+ * format_json(text, columns, delimiter, escape_formulas) -> (bytes, int) | None
+ *
+ * text: a message value; the rest as format_rows. When the text is a JSON array of
+ * objects, or one object, within the subset below, returns the rows (the bytes decoding
+ * it with orjson and formatting the records writes; tests/test_csv_json.py holds it to
+ * that) and the number of records. Decoding JSON into Python objects only to read them
+ * back was most of a CSV export's CPU time.
+ *
+ * Returns None, and the Python path takes the message, for anything outside the subset:
+ * text that is not valid JSON (orjson then names the error), items that are not objects
+ * (counted as bad records there), \u escapes, keys with escapes, numbers with an exponent
+ * or with more significant digits than a double keeps, floats printed in exponent
+ * notation by repr(), objects or arrays as column values, nesting past MAX_DEPTH, and
+ * the cases format_rows leaves to Python. What it accepts it validates as strictly as
+ * orjson: UTF-8, control characters, the number grammar, nothing after the document.
+ *
+ * The text is read without the GIL held, so the worker's reply thread runs meanwhile.
+ */
+
+#include <string.h>
+
+#include "csvrows.h"
+
+#define MAX_DEPTH 64
+#define INT_DIGITS 18     /* fits in 64 bits, so orjson makes an int of it */
+#define FLOAT_DIGITS 15   /* DBL_DIG: such decimals survive a round trip unchanged */
+#define SKIPPED_NUMBER 300 /* a skipped number with no exponent this long is finite */
+
+enum { OK = 0, DECLINE = 1, NO_MEMORY = -1 };
+
+typedef enum {
+    MISSING,
+    JSON_NULL,
+    JSON_TRUE,
+    JSON_FALSE,
+    INTEGER,
+    FLOAT,
+    OTHER_NUMBER, /* valid, but no cell is written from it here */
+    TEXT,
+    ESCAPED,
+} Kind;
+
+typedef struct {
+    Kind kind;
+    const char *start; /* a string's without its quotes */
+    const char *end;
+} Value;
+
+typedef struct {
+    const char *name;
+    Py_ssize_t len;
+} Column;
+
+typedef struct {
+    const char *p;
+    const char *end;
+    const Column *columns;
+    Py_ssize_t width;
+    Py_ssize_t hint; /* where the next key is likely to be: records keep their order */
+    Value *values;
+    char delimiter;
+    int escape;
+    Buffer out;
+    Buffer scratch; /* a string with escapes, decoded */
+    Py_ssize_t records;
+} Parser;
+
+/* Bytes of a string that need no second look: printable ASCII but the quote and the
+ * backslash. */
+static unsigned char plain_byte[256];
+
+static void init_tables(void) {
+    for (int b = 0x20; b < 0x80; b++) {
+        plain_byte[b] = b != '"' && b != '\\';
+    }
+}
+
+static void skip_ws(Parser *ps) {
+    while (ps->p < ps->end &&
+           (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t')) {
+        ps->p++;
+    }
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* One UTF-8 sequence at p (its lead byte >= 0x80), as RFC 3629 allows it: no overlong
+ * forms, no surrogates, nothing past U+10FFFF. Its length, or 0 when invalid. */
+static int utf8_length(const unsigned char *p, const unsigned char *end) {
+    unsigned char b = p[0];
+    int len;
+    unsigned char low = 0x80, high = 0xBF; /* the second byte's range */
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        if (b == 0xE0) {
+            low = 0xA0;
+        } else if (b == 0xED) {
+            high = 0x9F;
+        }
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        if (b == 0xF0) {
+            low = 0x90;
+        } else if (b == 0xF4) {
+            high = 0x8F;
+        }
+    } else {
+        return 0;
+    }
+    if (end - p < len || p[1] < low || p[1] > high) {
+        return 0;
+    }
+    for (int i = 2; i < len; i++) {
+        if (p[i] < 0x80 || p[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* A string at the cursor's quote; its span without the quotes, and whether it holds
+ * escapes. */
+static int scan_string(Parser *ps, Value *value) {
+    const unsigned char *p = (const unsigned char *)ps->p + 1;
+    const unsigned char *end = (const unsigned char *)ps->end;
+    value->kind = TEXT;
+    value->start = (const char *)p;
+    for (;;) {
+        while (p < end && plain_byte[*p]) {
+            p++;
+        }
+        if (p >= end) {
+            return DECLINE;
+        }
+        if (*p == '"') {
+            break;
+        }
+        if (*p == '\\') {
+            if (p + 1 >= end || !strchr("\"\\/bfnrt", p[1]) || p[1] == '\0') {
+                return DECLINE; /* \u, or not an escape at all */
+            }
+            value->kind = ESCAPED;
+            p += 2;
+        } else if (*p >= 0x80) {
+            int len = utf8_length(p, end);
+            if (len == 0) {
+                return DECLINE;
+            }
+            p += len;
+        } else {
+            return DECLINE; /* a control character */
+        }
+    }
+    value->end = (const char *)p;
+    ps->p = (const char *)p + 1;
+    return OK;
+}
+
+/* A number at the cursor, by JSON's grammar: INTEGER or FLOAT when it is in the subset
+ * a column takes, OTHER_NUMBER when valid but outside it (a skipped value may be that). */
+static int scan_number(Parser *ps, Value *value) {
+    const char *p = ps->p;
+    const char *end = ps->end;
+    value->start = p;
+    if (p < end && *p == '-') {
+        p++;
+    }
+    const char *whole = p;
+    if (p < end && *p == '0') {
+        p++;
+    } else if (p < end && is_digit(*p)) {
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+    } else {
+        return DECLINE;
+    }
+    Py_ssize_t whole_digits = p - whole;
+    const char *fraction = NULL;
+    if (p < end && *p == '.') {
+        fraction = ++p;
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+        if (p == fraction) {
+            return DECLINE;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        return DECLINE; /* may overflow, and repr() may print it either way */
+    }
+    value->end = ps->p = p;
+    if (p - value->start > SKIPPED_NUMBER) {
+        return DECLINE;
+    }
+    if (fraction == NULL) {
+        value->kind = whole_digits <= INT_DIGITS ? INTEGER : OTHER_NUMBER;
+        return OK;
+    }
+    /* Significant digits, and the zeros between the point and the first of them. */
+    const char *first = NULL, *last = NULL;
+    for (const char *d = whole; d < p; d++) {
+        if (is_digit(*d) && *d != '0') {
+            first = first ? first : d;
+            last = d;
+        }
+    }
+    value->kind = OTHER_NUMBER;
+    if (first == NULL) {
+        value->kind = FLOAT; /* zero */
+    } else if (whole_digits <= FLOAT_DIGITS) {
+        Py_ssize_t significant = last - first + 1 - (first < fraction && last >= fraction);
+        int small = *whole == '0' && first - fraction > 3; /* under 1e-4: repr() uses e-05 */
+        if (significant <= FLOAT_DIGITS && !small) {
+            value->kind = FLOAT;
+        }
+    }
+    return OK;
+}
+
+static int scan_literal(Parser *ps, const char *word, size_t len) {
+    if ((size_t)(ps->end - ps->p) < len || memcmp(ps->p, word, len) != 0) {
+        return DECLINE;
+    }
+    ps->p += len;
+    return OK;
+}
+
+static int skip_value(Parser *ps, int depth);
+
+static int skip_container(Parser *ps, int depth, char close, int keyed) {
+    if (depth > MAX_DEPTH) {
+        return DECLINE;
+    }
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == close) {
+        ps->p++;
+        return OK;
+    }
+    for (;;) {
+        Value ignored;
+        int status;
+        if (keyed) {
+            if (ps->p >= ps->end || *ps->p != '"' || (status = scan_string(ps, &ignored)) != OK) {
+                return DECLINE;
+            }
+            skip_ws(ps);
+            if (ps->p >= ps->end || *ps->p != ':') {
+                return DECLINE;
+            }
+            ps->p++;
+            skip_ws(ps);
+        }
+        if ((status = skip_value(ps, depth + 1)) != OK) {
+            return status;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end) {
+            return DECLINE;
+        }
+        if (*ps->p == close) {
+            ps->p++;
+            return OK;
+        }
+        if (*ps->p != ',') {
+            return DECLINE;
+        }
+        ps->p++;
+        skip_ws(ps);
+    }
+}
+
+/* Any JSON value the subset holds, not kept: the keys no column asks for. */
+static int skip_value(Parser *ps, int depth) {
+    if (ps->p >= ps->end) {
+        return DECLINE;
+    }
+    Value ignored;
+    switch (*ps->p) {
+    case '"':
+        return scan_string(ps, &ignored);
+    case '{':
+        return skip_container(ps, depth, '}', 1);
+    case '[':
+        return skip_container(ps, depth, ']', 0);
+    case 't':
+        return scan_literal(ps, "true", 4);
+    case 'f':
+        return scan_literal(ps, "false", 5);
+    case 'n':
+        return scan_literal(ps, "null", 4);
+    default:
+        return scan_number(ps, &ignored);
+    }
+}
+
+/* A column's value: the kinds a cell is written from here. */
+static int scan_column_value(Parser *ps, Value *value) {
+    if (ps->p >= ps->end) {
+        return DECLINE;
+    }
+    switch (*ps->p) {
+    case '"':
+        return scan_string(ps, value);
+    case 't':
+        value->kind = JSON_TRUE;
+        return scan_literal(ps, "true", 4);
+    case 'f':
+        value->kind = JSON_FALSE;
+        return scan_literal(ps, "false", 5);
+    case 'n':
+        value->kind = JSON_NULL;
+        return scan_literal(ps, "null", 4);
+    case '{':
+    case '[':
+        return DECLINE; /* its cell is orjson's compact text */
+    default: {
+        int status = scan_number(ps, value);
+        return status == OK && value->kind == OTHER_NUMBER ? DECLINE : status;
+    }
+    }
+}
+
+static Py_ssize_t find_column(Parser *ps, const char *key, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i < ps->width; i++) {
+        Py_ssize_t c = (ps->hint + i) % ps->width;
+        const Column *column = &ps->columns[c];
+        if (column->len == len && memcmp(column->name, key, (size_t)len) == 0) {
+            ps->hint = c + 1 == ps->width ? 0 : c + 1;
+            return c;
+        }
+    }
+    return -1;
+}
+
+/* An object at the cursor: each column's value, the last one where a key repeats (as a
+ * dict built from it keeps). */
+static int scan_record(Parser *ps) {
+    for (Py_ssize_t c = 0; c < ps->width; c++) {
+        ps->values[c].kind = MISSING;
+    }
+    ps->hint = 0;
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+        ps->p++;
+        return OK;
+    }
+    for (;;) {
+        Value key;
+        int status;
+        if (ps->p >= ps->end || *ps->p != '"' || (status = scan_string(ps, &key)) != OK ||
+            key.kind == ESCAPED) {
+            return DECLINE;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') {
+            return DECLINE;
+        }
+        ps->p++;
+        skip_ws(ps);
+        Py_ssize_t column = find_column(ps, key.start, key.end - key.start);
+        status = column < 0 ? skip_value(ps, 1) : scan_column_value(ps, &ps->values[column]);
+        if (status != OK) {
+            return status;
+        }
+        skip_ws(ps);
+        if (ps->p >= ps->end) {
+            return DECLINE;
+        }
+        if (*ps->p == '}') {
+            ps->p++;
+            return OK;
+        }
+        if (*ps->p != ',') {
+            return DECLINE;
+        }
+        ps->p++;
+        skip_ws(ps);
+    }
+}
+
+/* A float's text as repr() prints it: the digits as given, trailing zeros of the
+ * fraction dropped but one. scan_number let only those through where that holds. */
+static int put_float(Parser *ps, const Value *value) {
+    const char *point = memchr(value->start, '.', (size_t)(value->end - value->start));
+    const char *last = value->end - 1;
+    while (last > point + 1 && *last == '0') {
+        last--;
+    }
+    return csv_put_text(&ps->out, value->start, last + 1 - value->start, ps->delimiter, 0);
+}
+
+static int put_escaped(Parser *ps, const Value *value) {
+    ps->scratch.len = 0;
+    if (csv_grow(&ps->scratch, (size_t)(value->end - value->start)) < 0) {
+        return NO_MEMORY;
+    }
+    char *out = ps->scratch.data;
+    for (const char *p = value->start; p < value->end; p++) {
+        if (*p != '\\') {
+            *out++ = *p;
+            continue;
+        }
+        switch (*++p) {
+        case 'b':
+            *out++ = '\b';
+            break;
+        case 'f':
+            *out++ = '\f';
+            break;
+        case 'n':
+            *out++ = '\n';
+            break;
+        case 'r':
+            *out++ = '\r';
+            break;
+        case 't':
+            *out++ = '\t';
+            break;
+        default: /* " \ / */
+            *out++ = *p;
+        }
+    }
+    Py_ssize_t len = out - ps->scratch.data;
+    return csv_put_string(&ps->out, ps->scratch.data, len, ps->delimiter, ps->escape);
+}
+
+static int put_row(Parser *ps) {
+    for (Py_ssize_t c = 0; c < ps->width; c++) {
+        const Value *value = &ps->values[c];
+        int status = OK;
+        if (c > 0 && csv_put(&ps->out, &ps->delimiter, 1) < 0) {
+            return NO_MEMORY;
+        }
+        switch (value->kind) {
+        case MISSING:
+        case JSON_NULL:
+        case OTHER_NUMBER: /* scan_column_value declined it */
+            break;
+        case JSON_TRUE:
+            status = csv_put_text(&ps->out, "true", 4, ps->delimiter, 0);
+            break;
+        case JSON_FALSE:
+            status = csv_put_text(&ps->out, "false", 5, ps->delimiter, 0);
+            break;
+        case INTEGER: {
+            Py_ssize_t len = value->end - value->start;
+            int negative_zero = len == 2 && value->start[0] == '-' && value->start[1] == '0';
+            status = negative_zero ? csv_put_text(&ps->out, "0", 1, ps->delimiter, 0)
+                                   : csv_put_text(&ps->out, value->start, len, ps->delimiter, 0);
+            break;
+        }
+        case FLOAT:
+            status = put_float(ps, value);
+            break;
+        case TEXT:
+            status = csv_put_string(&ps->out, value->start, value->end - value->start,
+                                    ps->delimiter, ps->escape);
+            break;
+        case ESCAPED:
+            status = put_escaped(ps, value);
+            break;
+        }
+        if (status != OK) {
+            return status;
+        }
+    }
+    return csv_put(&ps->out, "\r\n", 2) < 0 ? NO_MEMORY : OK;
+}
+
+static int parse_record_and_put(Parser *ps) {
+    int status = scan_record(ps);
+    if (status == OK) {
+        status = put_row(ps);
+        ps->records++;
+    }
+    return status;
+}
+
+static int parse(Parser *ps) {
+    int status;
+    skip_ws(ps);
+    if (ps->p >= ps->end) {
+        return DECLINE;
+    }
+    if (*ps->p == '{') {
+        status = parse_record_and_put(ps);
+    } else if (*ps->p == '[') {
+        ps->p++;
+        skip_ws(ps);
+        if (ps->p < ps->end && *ps->p == ']') {
+            ps->p++;
+            status = OK;
+        } else {
+            for (;;) {
+                if (ps->p >= ps->end || *ps->p != '{') {
+                    return DECLINE; /* not an object: a bad record, counted in Python */
+                }
+                if ((status = parse_record_and_put(ps)) != OK) {
+                    return status;
+                }
+                skip_ws(ps);
+                if (ps->p < ps->end && *ps->p == ']') {
+                    ps->p++;
+                    break;
+                }
+                if (ps->p >= ps->end || *ps->p != ',') {
+                    return DECLINE;
+                }
+                ps->p++;
+                skip_ws(ps);
+            }
+        }
+    } else {
+        return DECLINE;
+    }
+    if (status != OK) {
+        return status;
+    }
+    skip_ws(ps);
+    return ps->p == ps->end ? OK : DECLINE;
+}
+
+/* The columns' names as UTF-8; 1 when they do not suit this path. */
+static int read_columns(PyObject *columns, Column *out, Py_ssize_t width) {
+    for (Py_ssize_t c = 0; c < width; c++) {
+        PyObject *name = PyTuple_GET_ITEM(columns, c);
+        if (!PyUnicode_CheckExact(name)) {
+            return 1;
+        }
+        out[c].name = PyUnicode_AsUTF8AndSize(name, &out[c].len);
+        if (out[c].name == NULL) {
+            PyErr_Clear(); /* a lone surrogate: no JSON key can match it here */
+            return 1;
+        }
+        for (Py_ssize_t other = 0; other < c; other++) {
+            if (out[other].len == out[c].len &&
+                memcmp(out[other].name, out[c].name, (size_t)out[c].len) == 0) {
+                return 1; /* a repeated column */
+            }
+        }
+    }
+    return 0;
+}
+
+PyObject *csv_format_json(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *text, *delimiter_text;
+    Py_ssize_t text_len, delimiter_len;
+    PyObject *columns;
+    int escape;
+    if (!PyArg_ParseTuple(args, "y#O!s#p", &text, &text_len, &PyTuple_Type, &columns,
+                          &delimiter_text, &delimiter_len, &escape)) {
+        return NULL;
+    }
+    Py_ssize_t width = PyTuple_GET_SIZE(columns);
+    /* One column: the csv module quotes an empty cell; a non-ASCII delimiter: Python. */
+    if (width < 2 || delimiter_len != 1 || (unsigned char)delimiter_text[0] >= 0x80) {
+        Py_RETURN_NONE;
+    }
+    if (!plain_byte['a']) {
+        init_tables();
+    }
+    Column *names = PyMem_RawMalloc((size_t)width * sizeof(Column));
+    Value *values = PyMem_RawMalloc((size_t)width * sizeof(Value));
+    if (names == NULL || values == NULL) {
+        PyMem_RawFree(names);
+        PyMem_RawFree(values);
+        return PyErr_NoMemory();
+    }
+    if (read_columns(columns, names, width)) {
+        PyMem_RawFree(names);
+        PyMem_RawFree(values);
+        Py_RETURN_NONE;
+    }
+    Parser ps = {
+        .p = text,
+        .end = text + text_len,
+        .columns = names,
+        .width = width,
+        .values = values,
+        .delimiter = delimiter_text[0],
+        .escape = escape,
+    };
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = csv_grow(&ps.out, (size_t)text_len / 2 + 64) < 0 ? NO_MEMORY : parse(&ps);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (status == OK) {
+        result = Py_BuildValue("(y#n)", ps.out.data ? ps.out.data : "", (Py_ssize_t)ps.out.len,
+                               ps.records);
+    } else if (status == DECLINE) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyErr_NoMemory();
+    }
+    PyMem_RawFree(ps.out.data);
+    PyMem_RawFree(ps.scratch.data);
+    PyMem_RawFree(names);
+    PyMem_RawFree(values);
+    return result;
+}
