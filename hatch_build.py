@@ -12,7 +12,6 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-
 SOURCES = Path(__file__).parent / "consumer" / "csvrows"
 
 

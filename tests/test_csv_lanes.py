@@ -103,3 +103,35 @@ def test_no_extra_lanes_while_other_exports_need_the_cores():
         assert len(busy.worker_pids()) == 1
     finally:
         busy.stop()
+
+
+def test_messages_c_declines_are_decoded_in_their_place(pool):
+    """A piece mixing messages C writes straight from their text with ones it leaves to
+    decoding (an exponent, a nested value, \\u0000 and a lone item, a bad message) keeps
+    every row in offset order and counts every record and bad one."""
+    declined = [
+        {"id": 1e-7, "customer": "exponent"},
+        {"id": 2, "customer": {"nested": [1, 2]}},
+        {"id": 3, "customer": "Jos\u00e9", "note": "tab\there"},
+    ]
+    fetched = fetches(3)
+    fetched[0][1] = RawMessage(101, orjson.dumps(declined))
+    fetched[1][0] = RawMessage(102, b'[{"id": 4, "customer": "\\ud800"}]')  # orjson fails
+    fetched[2][1] = RawMessage(105, orjson.dumps([{"id": 5}, 6, {"id": 7}]))
+    sink, tally = io.BytesIO(), Tally()
+    writer = RemoteCsvWriter(pool, COLUMNS, OPTIONS, (2, 1 << 20))
+    try:
+        writer.begin(sink, tally)
+        for messages in fetched:
+            writer.write_messages(messages, tally)
+        writer.finish(tally)
+    finally:
+        writer.close()
+    good = [[m for m in messages if m.offset != 102] for messages in fetched]
+    expected = one_writer([[RawMessage(m.offset, orjson.dumps(
+        [r for r in orjson.loads(m.value or b"[]") if isinstance(r, dict)]
+    )) for m in messages] for messages in good])  # fmt: skip
+    assert sink.getvalue() == expected
+    assert b"1e-7,exponent," in expected
+    assert b'2,"{""nested"":[1,2]}",' in expected
+    assert (tally.records, tally.skipped) == (3 * 25 + 3 + 2, 2)

@@ -14,6 +14,7 @@ from consumer.structs import ExportOptions
 from consumer.writers.cells import cell_text, escape_formula
 from consumer.writers.csv import CsvWriter
 from producer_tools.records import COLUMNS, generate
+from tests.awkward_records import awkward_batch
 
 
 def render(records, columns=("a", "b"), **options) -> bytes:
@@ -109,51 +110,6 @@ def test_fast_path_writes_what_the_cell_rules_say(escape):
     assert render(records, escape_formulas=escape).decode() == expected.getvalue()
 
 
-def _awkward_text(rng: random.Random) -> str:
-    alphabet = ["a", "Z", "é", "✓", " ", ",", ";", "|", '"', "\r", "\n", "\x00", "1", "."]
-    head = rng.choice(["", "", "=", "+", "-", "@", "\t", "\r", "'", " "])
-    body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
-    return rng.choice([head + body, head + str(rng.randrange(-99, 99)), "-1.5e3", "", body])
-
-
-def _awkward_value(rng: random.Random, kind: str) -> object:
-    if kind == "mixed":
-        kind = rng.choice(["str", "int", "float", "bool", "nested", "null"])
-    makers = {
-        "str": lambda: _awkward_text(rng),
-        "int": lambda: rng.choice([0, -1, rng.randrange(-(10**6), 10**6), 10**20, -(2**63)]),
-        "float": lambda: rng.choice(
-            [0.0, -0.0, 1e-4, 9.99e-5, 1e16, rng.uniform(-1e3, 1e3), 10 ** rng.uniform(-12, 30)]
-        ),
-        "bool": lambda: rng.random() < 0.5,
-        "nested": lambda: rng.choice([[1, "a,b"], {"k": None, "q": '"'}, []]),
-        "null": lambda: None,
-    }
-    return makers[kind]()
-
-
-ALL_KINDS = ("str", "int", "float", "bool", "nested", "mixed")
-
-
-def _awkward_batch(
-    rng: random.Random, columns: tuple[str, ...], kinds_from: tuple[str, ...] = ALL_KINDS
-) -> list[dict[str, object]]:
-    """Columns of one kind (the fast paths), with nulls, missing keys or mixed kinds."""
-    kinds = {c: rng.choice(kinds_from) for c in columns}
-    nulls = {c: rng.choice([0.0, 0.0, 0.2]) for c in columns}
-    missing = rng.random() < 0.2
-    records = []
-    for _ in range(rng.randrange(1, 40)):
-        record = {}
-        for column in columns:
-            if missing and rng.random() < 0.1:
-                continue
-            null = rng.random() < nulls[column]
-            record[column] = None if null else _awkward_value(rng, kinds[column])
-        records.append(record)
-    return records
-
-
 def _three_ways(columns, options, records) -> tuple[bytes | None, bytes, bytes]:
     """The C formatter's bytes (None where it leaves the batch to Python), the column
     formatter's, and the csv module's."""
@@ -180,7 +136,7 @@ def test_both_formatters_write_the_csv_modules_bytes(seed):
         escape_formulas=rng.random() < 0.7,
     )
     for _ in range(10):
-        records = _awkward_batch(rng, columns)
+        records = awkward_batch(rng, columns)
         native, by_column, by_row = _three_ways(columns, options, records)
         assert by_column == by_row, records
         assert native in (None, by_row), records
@@ -199,7 +155,7 @@ def test_the_c_formatter_takes_most_batches_and_all_common_data():
             escape_formulas=rng.random() < 0.7,
         )
         for _ in range(10):
-            records = _awkward_batch(rng, columns, ("str", "int", "bool"))
+            records = awkward_batch(rng, columns, ("str", "int", "bool"))
             native, _, by_row = _three_ways(columns, options, records)
             total += 1
             taken += native is not None

@@ -199,7 +199,7 @@ class TestDockerfile:
         assert "pip install ." in DOCKERFILE
         assert "[dev]" not in DOCKERFILE
         assert "fonts-dejavu-core" in " ".join(instruction("RUN"))
-        # The compiler builds consumer/_csvrows.c in the first stage only.
+        # The compiler builds consumer/csvrows/*.c in the first stage only.
         assert "gcc" in DOCKERFILE.split("\nFROM ")[1]
         assert "gcc" not in " ".join(instruction("RUN"))
 

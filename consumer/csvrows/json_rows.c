@@ -10,10 +10,10 @@
  *
  * Returns None, and the Python path takes the message, for anything outside the subset:
  * text that is not valid JSON (orjson then names the error), items that are not objects
- * (counted as bad records there), \u escapes, keys with escapes, numbers with an exponent
- * or with more significant digits than a double keeps, floats printed in exponent
- * notation by repr(), objects or arrays as column values, nesting past MAX_DEPTH, and
- * the cases format_rows leaves to Python. What it accepts it validates as strictly as
+ * (counted as bad records there), keys with escapes, integers past 64 bits (orjson makes
+ * floats of them), numbers with an exponent or with more significant digits than a
+ * double keeps, floats repr() prints with an exponent, objects or arrays as column
+ * values, nesting past MAX_DEPTH, and the cases format_rows leaves to Python. What it accepts it validates as strictly as
  * orjson: UTF-8, control characters, the number grammar, nothing after the document.
  *
  * The text is read without the GIL held, so the worker's reply thread runs meanwhile.
@@ -24,9 +24,10 @@
 #include "csvrows.h"
 
 #define MAX_DEPTH 64
-#define INT_DIGITS 18     /* fits in 64 bits, so orjson makes an int of it */
-#define FLOAT_DIGITS 15   /* DBL_DIG: such decimals survive a round trip unchanged */
+#define FLOAT_DIGITS 15 /* DBL_DIG: such decimals survive a round trip unchanged */
+#define FIXED_DIGITS 16 /* under 1e16 repr() prints a float in fixed notation */
 #define SKIPPED_NUMBER 300 /* a skipped number with no exponent this long is finite */
+#define MAX_EXPONENT 308   /* 1e308 is a double; 1e309 is infinity */
 
 enum { OK = 0, DECLINE = 1, NO_MEMORY = -1 };
 
@@ -122,6 +123,55 @@ static int utf8_length(const unsigned char *p, const unsigned char *end) {
     return len;
 }
 
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* The code unit of a \uXXXX at p, or -1. */
+static long unicode_escape(const char *p, const char *end) {
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u') {
+        return -1;
+    }
+    long unit = 0;
+    for (int i = 2; i < 6; i++) {
+        int digit = hex_value(p[i]);
+        if (digit < 0) {
+            return -1;
+        }
+        unit = unit * 16 + digit;
+    }
+    return unit;
+}
+
+/* The length of the escape at p (its backslash), or 0 where orjson would fail: an
+ * unknown escape, a lone or misordered surrogate. */
+static int escape_length(const char *p, const char *end) {
+    if (end - p < 2) {
+        return 0;
+    }
+    if (p[1] != 'u') {
+        return p[1] != '\0' && strchr("\"\\/bfnrt", p[1]) ? 2 : 0;
+    }
+    long unit = unicode_escape(p, end);
+    if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) {
+        return 0;
+    }
+    if (unit < 0xD800 || unit > 0xDBFF) {
+        return 6;
+    }
+    long low = unicode_escape(p + 6, end);
+    return low >= 0xDC00 && low <= 0xDFFF ? 12 : 0;
+}
+
 /* A string at the cursor's quote; its span without the quotes, and whether it holds
  * escapes. */
 static int scan_string(Parser *ps, Value *value) {
@@ -140,11 +190,12 @@ static int scan_string(Parser *ps, Value *value) {
             break;
         }
         if (*p == '\\') {
-            if (p + 1 >= end || !strchr("\"\\/bfnrt", p[1]) || p[1] == '\0') {
-                return DECLINE; /* \u, or not an escape at all */
+            int len = escape_length((const char *)p, (const char *)end);
+            if (len == 0) {
+                return DECLINE;
             }
             value->kind = ESCAPED;
-            p += 2;
+            p += len;
         } else if (*p >= 0x80) {
             int len = utf8_length(p, end);
             if (len == 0) {
@@ -158,6 +209,14 @@ static int scan_string(Parser *ps, Value *value) {
     value->end = (const char *)p;
     ps->p = (const char *)p + 1;
     return OK;
+}
+
+/* Whether orjson makes an int of these digits (a float past 64 bits): up to 2**64 - 1,
+ * down to -2**63. Equal-length digit strings compare as their numbers do. */
+static int fits_64_bits(const char *digits, Py_ssize_t len, int negative) {
+    const char *limit = negative ? "9223372036854775808" : "18446744073709551615";
+    Py_ssize_t limit_len = (Py_ssize_t)strlen(limit);
+    return len < limit_len || (len == limit_len && memcmp(digits, limit, (size_t)len) <= 0);
 }
 
 /* A number at the cursor, by JSON's grammar: INTEGER or FLOAT when it is in the subset
@@ -191,14 +250,31 @@ static int scan_number(Parser *ps, Value *value) {
         }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        return DECLINE; /* may overflow, and repr() may print it either way */
+        /* Never a column's (repr() may print it either way); skipped, where it cannot
+         * overflow: under 10 ** (whole digits + exponent) <= 1e308. Underflow is 0.0. */
+        int negative = ++p < end && *p == '-';
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        const char *digits = p;
+        int exponent = 0;
+        while (p < end && is_digit(*p) && p - digits < 4) {
+            exponent = exponent * 10 + (*p++ - '0');
+        }
+        if (p == digits || (p < end && is_digit(*p)) ||
+            (!negative && whole_digits + exponent > MAX_EXPONENT)) {
+            return DECLINE;
+        }
+        value->kind = OTHER_NUMBER;
+        value->end = ps->p = p;
+        return OK;
     }
     value->end = ps->p = p;
     if (p - value->start > SKIPPED_NUMBER) {
         return DECLINE;
     }
     if (fraction == NULL) {
-        value->kind = whole_digits <= INT_DIGITS ? INTEGER : OTHER_NUMBER;
+        value->kind = fits_64_bits(whole, whole_digits, whole != value->start) ? INTEGER : OTHER_NUMBER;
         return OK;
     }
     /* Significant digits, and the zeros between the point and the first of them. */
@@ -212,7 +288,7 @@ static int scan_number(Parser *ps, Value *value) {
     value->kind = OTHER_NUMBER;
     if (first == NULL) {
         value->kind = FLOAT; /* zero */
-    } else if (whole_digits <= FLOAT_DIGITS) {
+    } else if (whole_digits <= FIXED_DIGITS) {
         Py_ssize_t significant = last - first + 1 - (first < fraction && last >= fraction);
         int small = *whole == '0' && first - fraction > 3; /* under 1e-4: repr() uses e-05 */
         if (significant <= FLOAT_DIGITS && !small) {
@@ -396,6 +472,26 @@ static int put_float(Parser *ps, const Value *value) {
     return csv_put_text(&ps->out, value->start, last + 1 - value->start, ps->delimiter, 0);
 }
 
+static char *put_utf8(char *out, long code) {
+    if (code < 0x80) {
+        *out++ = (char)code;
+    } else if (code < 0x800) {
+        *out++ = (char)(0xC0 | (code >> 6));
+        *out++ = (char)(0x80 | (code & 0x3F));
+    } else if (code < 0x10000) {
+        *out++ = (char)(0xE0 | (code >> 12));
+        *out++ = (char)(0x80 | ((code >> 6) & 0x3F));
+        *out++ = (char)(0x80 | (code & 0x3F));
+    } else {
+        *out++ = (char)(0xF0 | (code >> 18));
+        *out++ = (char)(0x80 | ((code >> 12) & 0x3F));
+        *out++ = (char)(0x80 | ((code >> 6) & 0x3F));
+        *out++ = (char)(0x80 | (code & 0x3F));
+    }
+    return out;
+}
+
+/* A string with escapes, decoded (never longer than its escaped text), then written. */
 static int put_escaped(Parser *ps, const Value *value) {
     ps->scratch.len = 0;
     if (csv_grow(&ps->scratch, (size_t)(value->end - value->start)) < 0) {
@@ -423,6 +519,16 @@ static int put_escaped(Parser *ps, const Value *value) {
         case 't':
             *out++ = '\t';
             break;
+        case 'u': {
+            long code = unicode_escape(p - 1, value->end);
+            p += 4;
+            if (code >= 0xD800 && code <= 0xDBFF) { /* scan_string saw its low half */
+                code = 0x10000 + ((code - 0xD800) << 10) + (unicode_escape(p + 1, value->end) - 0xDC00);
+                p += 6;
+            }
+            out = put_utf8(out, code);
+            break;
+        }
         default: /* " \ / */
             *out++ = *p;
         }

@@ -1,0 +1,246 @@
+"""CSV rows straight from JSON text (format_json) write what decoding it with orjson and
+formatting the records writes, and leave to Python every text orjson would reject."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+
+from consumer._csvrows import format_json
+from consumer.structs import ExportOptions
+from consumer.writers.cells import FORMULA_START_CHARS
+from consumer.writers.csv import CsvWriter
+from producer_tools.records import COLUMNS, generate
+from tests.awkward_records import ALL_KINDS, awkward_batch, awkward_text
+
+DELIMITERS = [",", ";", "\t", "|", " ", "1", ".", "e", "t", "n"]
+
+
+def python_path(text: bytes, columns: tuple[str, ...], options: ExportOptions) -> bytes:
+    """The reference: orjson's records, written by the csv module."""
+    payload = orjson.loads(text)
+    records = [payload] if isinstance(payload, dict) else payload
+    sink = io.BytesIO()
+    writer = CsvWriter(columns, replace(options, header=False, bom=False))
+    writer.begin(sink)
+    writer.write_records_by_row(records)
+    return sink.getvalue()
+
+
+def c_path(
+    text: bytes, columns: tuple[str, ...], options: ExportOptions
+) -> tuple[bytes, int] | None:
+    return format_json(text, columns, options.delimiter, options.escape_formulas)
+
+
+def assert_same_or_declined(text: bytes, columns: tuple[str, ...], options: ExportOptions) -> bool:
+    """C's rows equal the reference wherever C takes the text; whether it took it."""
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        assert c_path(text, columns, options) is None, text
+        return False
+    records = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        assert c_path(text, columns, options) is None, text  # bad records: Python counts them
+        return False
+    written = c_path(text, columns, options)
+    if written is None:
+        return False
+    assert written == (python_path(text, columns, options), len(records)), text
+    return True
+
+
+def _number_text(value: float, rng: random.Random) -> str:
+    """A number as some writer other than orjson might spell it."""
+    text = json.dumps(value)
+    if isinstance(value, float) and "e" not in text and rng.random() < 0.5:
+        return text + "0" * rng.randrange(1, 4)  # trailing zeros: the same float
+    if value == 0 and isinstance(value, int) and rng.random() < 0.5:
+        return "-0"
+    return text
+
+
+def _string_text(value: str, rng: random.Random) -> str:
+    text = json.dumps(value, ensure_ascii=rng.random() < 0.1)
+    return text.replace("/", "\\/") if rng.random() < 0.3 else text
+
+
+def _ws(rng: random.Random) -> str:
+    return rng.choice(["", "", "", " ", "\n  ", "\t", "\r\n"])
+
+
+def _value_text(value: Any, rng: random.Random) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return _number_text(value, rng)
+    if isinstance(value, str):
+        return _string_text(value, rng)
+    return json.dumps(value, separators=(rng.choice([",", ", "]), rng.choice([":", ": "])))
+
+
+EXTRA_VALUES = [
+    {"deep": [{"x": [1, 2.5, None]}, "s\\t"]}, [], {}, "ignored", 12345678901234567890123,
+    -1.5, 1e300, True, None, "\u00e9\u2713", [[[[]]]],
+]  # fmt: skip
+
+
+def json_text(records: list[dict[str, Any]], rng: random.Random) -> bytes:
+    """The records as JSON spelled many ways: whitespace, key order, repeated keys (the
+    last counts), keys no column asks for, escapes, trailing zeros."""
+    if rng.random() < 0.3:
+        return json.dumps(records, ensure_ascii=False).encode()
+    objects = []
+    for record in records:
+        members = [(key, _value_text(value, rng)) for key, value in record.items()]
+        rng.shuffle(members)
+        if members and rng.random() < 0.2:  # a decoy first: the repeated key's last wins
+            key = rng.choice(members)[0]
+            members.insert(0, (key, json.dumps("decoy")))
+        if rng.random() < 0.3:
+            extra = rng.choice(EXTRA_VALUES)
+            members.insert(rng.randrange(len(members) + 1), ("extra", json.dumps(extra)))
+        body = ",".join(
+            f"{_ws(rng)}{json.dumps(k)}{_ws(rng)}:{_ws(rng)}{v}{_ws(rng)}" for k, v in members
+        )
+        objects.append("{" + body + "}")
+    text = _ws(rng) + "[" + ",".join(_ws(rng) + o + _ws(rng) for o in objects) + "]" + _ws(rng)
+    if len(objects) == 1 and rng.random() < 0.3:
+        text = objects[0]  # one object is one record
+    return text.encode()
+
+
+def random_options(rng: random.Random) -> ExportOptions:
+    return ExportOptions(delimiter=rng.choice(DELIMITERS), escape_formulas=rng.random() < 0.7)
+
+
+SEEDS = range(40)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rows_from_json_text_are_the_decoded_records_rows(seed):
+    """Random records of every kind, spelled many ways: C's rows are the reference's."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    columns = tuple(f"c{i}" for i in range(rng.randrange(2, 6)))
+    options = random_options(rng)
+    for _ in range(15):
+        assert_same_or_declined(json_text(awkward_batch(rng, columns), rng), columns, options)
+
+
+def common_batch(rng: random.Random, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Awkward strings, integers to the 64-bit edges, floats in fixed notation, booleans,
+    nulls and missing keys: what exports mostly hold."""
+    makers = [
+        lambda: awkward_text(rng),
+        lambda: rng.choice([0, -1, rng.randrange(-(10**9), 10**9), -(2**63), 2**64 - 1]),
+        lambda: round(rng.uniform(-1e6, 1e6), rng.randrange(7)),
+        lambda: rng.choice([0.0, -0.0, 0.5, 1e-4, 1e15]),
+        lambda: rng.random() < 0.5,
+        lambda: None,
+    ]
+    return [
+        {c: rng.choice(makers)() for c in columns if rng.random() < 0.9}
+        for _ in range(rng.randrange(1, 40))
+    ]
+
+
+def formula_like_non_ascii(records: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(v, str) and v[:1] in FORMULA_START_CHARS and not v.isascii()
+        for record in records
+        for v in record.values()
+    )
+
+
+def test_c_takes_the_common_texts():
+    """The common values, however spelled, go through C, all but formula-like strings
+    with non-ASCII text (Python's \\d matches other digits); so do the demo records."""
+    taken = total = 0
+    for seed in SEEDS:
+        rng = random.Random(seed)  # noqa: S311 - test data
+        columns = tuple(f"c{i}" for i in range(rng.randrange(2, 6)))
+        options = random_options(rng)
+        for _ in range(10):
+            records = common_batch(rng, columns)
+            declined = options.escape_formulas and formula_like_non_ascii(records)
+            text = json_text(records, rng)
+            assert assert_same_or_declined(text, columns, options) is not declined, text
+            total += 1
+            taken += not declined
+    assert taken >= total // 2, (taken, total)  # the test saw both sides
+    records = generate(2000)
+    written = format_json(orjson.dumps(records), COLUMNS, ",", True)
+    assert written == (python_path(orjson.dumps(records), COLUMNS, ExportOptions()), 2000)
+
+
+MUTATION_BYTES = [
+    b'"', b"\\", b"{", b"}", b"[", b"]", b",", b":", b" ", b"0", b"-", b".", b"e", b"E",
+    b"+", b"\x00", b"\x1f", b"\x7f", b"\x80", b"\xc3", b"\xe0", b"\xed", b"\xf4", b"\xff",
+    b"n", b"t", b"u", b"/",
+]  # fmt: skip
+
+
+def mutate(text: bytes, rng: random.Random) -> bytes:
+    at = rng.randrange(len(text) + 1)
+    change = rng.choice(["replace", "insert", "delete", "truncate"])
+    if change == "truncate":
+        return text[:at]
+    tail = text[at + 1 :] if change in ("replace", "delete") else text[at:]
+    return text[:at] + (b"" if change == "delete" else rng.choice(MUTATION_BYTES)) + tail
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_what_orjson_rejects_c_leaves_to_python(seed):
+    """Valid texts with a byte changed, added, removed or cut: where orjson fails, C
+    declines (so orjson names the error); where orjson reads it, C writes its rows or
+    declines."""
+    rng = random.Random(1000 + seed)  # noqa: S311 - test data
+    columns = ("c0", "c1", "c2")
+    options = random_options(rng)
+    for _ in range(40):
+        text = json_text(awkward_batch(rng, columns, ALL_KINDS), rng)
+        for _ in range(rng.randrange(1, 4)):
+            text = mutate(text, rng)
+        assert_same_or_declined(text, columns, options)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[{"a": "\\ud800"}]',  # a lone surrogate (orjson fails)
+        b'[{"a": "\\ud83d\\u0041"}]',  # a high surrogate without its low half
+        b'[{"a": 1e5}]',  # an exponent
+        b'[{"a": 1, "x": 1e400}]',  # a skipped number that may overflow
+        b'[{"a": 1, "x": 1e-5.0}]',
+        b'[{"a": 0.00001}]',  # repr() writes 1e-05
+        b'[{"a": 1234567890123456.5}]',  # more digits than a double keeps
+        b'[{"a": 18446744073709551616}]',  # past 64 bits: orjson makes a float
+        b'[{"a": -9223372036854775809}]',
+        b'[{"a": [1]}]',  # a nested column value: orjson's compact text
+        b'[{"a": {"b": 1}}]',
+        b'[{"a\\u0062": 1}]',  # a key with an escape
+        b'[{"a": 1}, 2]',  # an item that is not an object: a bad record
+        b'"text"',
+        b"[" * 70 + b"]" * 70,  # deeper than C goes
+        b'[{"a": 1, "x": ' + b"[" * 70 + b"]" * 70 + b"}]",
+        b'[{"a": "=\xc3\xa9"}]',  # formula-like with non-ASCII text
+    ],
+)
+def test_outside_the_subset_c_declines(text):
+    """Texts C does not take: the worker decodes them instead (tests/test_csv_lanes.py)."""
+    assert format_json(text, ("a", "b"), ",", True) is None
+
+
+def test_one_column_and_repeated_columns_are_left_to_python():
+    """One column (the csv module quotes its empty cell) and a repeated column name."""
+    text = b'[{"a": "", "b": 1}]'
+    assert format_json(text, ("a",), ",", True) is None
+    assert format_json(text, ("a", "a"), ",", True) is None
+    assert format_json(text, ("a", "b"), "\u00e9", True) is None  # a non-ASCII delimiter
