@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import orjson
 
@@ -33,7 +33,7 @@ from producer_tools.kafka import ResultWaiter, producer, send_batches
 from producer_tools.records import COLUMNS, generate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
     from aiokafka import AIOKafkaProducer
@@ -44,6 +44,7 @@ BATCH_RECORDS = 1_000
 SAMPLE_INTERVAL_S = 0.02
 READY_TIMEOUT_S = 60.0
 MB = 1024 * 1024
+T = TypeVar("T")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -123,6 +124,12 @@ class ProcessTree:
         """CPU time of every process seen so far (exited ones keep their last sample)."""
         self.sample()
         return sum(self._cpu.values())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """CPU seconds so far of the service process, and of its children together."""
+        self.sample()
+        own = self._cpu.get(self.pid, 0.0)
+        return own, sum(self._cpu.values()) - own
 
     def reset_peak(self) -> None:
         self.peak_rss = self.peak_pss = 0
@@ -350,26 +357,68 @@ class BenchKafka:
         return time.perf_counter() - started, results
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds spent by each party during one measured stretch."""
+
+    service: float
+    workers: float
+    broker: float
+    requester: float
+    """This benchmark process: publishing requests and reading results."""
+
+    def describe(self, wall_s: float) -> str:
+        total = self.service + self.workers + self.broker + self.requester
+        return (
+            f"CPU {total:.2f} s = {total / wall_s:.2f} cores (service {self.service:.2f}, "
+            f"workers {self.workers:.2f}, broker {self.broker:.2f}, "
+            f"requester {self.requester:.2f})"
+        )
+
+
+class CpuMeter:
+    """CPU seconds of the service, its workers, the broker and this process over a stretch."""
+
+    def __init__(self, tree: ProcessTree, broker_pid: int | None) -> None:
+        self._tree = tree
+        self._broker_pid = broker_pid
+
+    def _now(self) -> tuple[float, float, float, float]:
+        service, workers = self._tree.cpu_split()
+        stat = _stat(self._broker_pid) if self._broker_pid is not None else None
+        own = os.times()
+        return service, workers, stat[1] if stat else 0.0, own.user + own.system
+
+    async def measure(self, run: Awaitable[T]) -> tuple[T, CpuUse]:
+        before = self._now()
+        result = await run
+        after = self._now()
+        return result, CpuUse(*(b - a for a, b in zip(before, after, strict=True)))
+
+
 async def concurrent(fmt: str, count: int, records: int) -> None:
-    """`count` exports of `records` at once against one alone: wall time, cores, memory."""
+    """`count` exports of `records` at once against one alone: wall time, cores, memory,
+    and where the CPU time went in each case."""
     async with BenchKafka() as kafka:
         ranges = [await kafka.seed(records) for _ in range(count)]
         with kafka.service("concurrent") as service:
             assert service.process is not None  # noqa: S101
             with ProcessTree(service.process.pid) as tree:
+                meter = CpuMeter(tree, kafka.broker.pid)
                 await kafka.export(ranges[0], fmt)  # warm-up (for PDF: a worker exists)
-                one_s, _ = await kafka.export(ranges[0], fmt)
+                (one_s, _), one_cpu = await meter.measure(kafka.export(ranges[0], fmt))
                 tree.reset_peak()
-                cpu_before, cores_before = tree.cpu_seconds(), busy_cores()
-                wall_s, _ = await kafka.export_many(ranges, fmt)
-                cpu_s = tree.cpu_seconds() - cpu_before
+                cores_before = busy_cores()
+                (wall_s, _), many_cpu = await meter.measure(kafka.export_many(ranges, fmt))
                 per_core = [b - a for a, b in zip(cores_before, busy_cores(), strict=True)]
     print(
         f"{count} concurrent {fmt.upper()} exports of {records:,} records: {wall_s:.2f} s "
         f"(one alone {one_s:.2f} s): ratio {wall_s / one_s:.2f}x; {tree.describe_peaks()}; "
-        f"service CPU {cpu_s / wall_s:.2f} cores on average; machine cores busy: "
+        "machine cores busy: "
         + ", ".join(f"cpu{i} {100 * busy / wall_s:.0f}%" for i, busy in enumerate(per_core))
     )
+    print(f"  one alone: {one_cpu.describe(one_s)}")
+    print(f"  {count} at once: {many_cpu.describe(wall_s)}")
 
 
 def timed(func: Callable[[], object]) -> float:

@@ -69,6 +69,11 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks count its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
