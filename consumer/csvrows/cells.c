@@ -4,10 +4,7 @@
 
 #include <string.h>
 
-int csv_grow(Buffer *buf, size_t extra) {
-    if (buf->len + extra <= buf->cap) {
-        return 0;
-    }
+int csv_grow_to(Buffer *buf, size_t extra) {
     size_t cap = buf->cap ? buf->cap : 65536;
     while (cap < buf->len + extra) {
         cap *= 2;
@@ -19,15 +16,6 @@ int csv_grow(Buffer *buf, size_t extra) {
     }
     buf->data = data;
     buf->cap = cap;
-    return 0;
-}
-
-int csv_put(Buffer *buf, const char *text, size_t len) {
-    if (csv_grow(buf, len) < 0) {
-        return -1;
-    }
-    memcpy(buf->data + buf->len, text, len);
-    buf->len += len;
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 typedef struct {
     char *data;
@@ -13,10 +14,23 @@ typedef struct {
     size_t cap;
 } Buffer;
 
+/* Makes room for `extra` more bytes: the slow half of csv_grow. */
+int csv_grow_to(Buffer *buf, size_t extra);
+
 /* Room for `extra` more bytes; -1, with no exception set, when memory runs out. The
- * data is freed with PyMem_RawFree. */
-int csv_grow(Buffer *buf, size_t extra);
-int csv_put(Buffer *buf, const char *text, size_t len);
+ * data is freed with PyMem_RawFree. Inline: it runs for every cell. */
+static inline int csv_grow(Buffer *buf, size_t extra) {
+    return buf->len + extra <= buf->cap ? 0 : csv_grow_to(buf, extra);
+}
+
+static inline int csv_put(Buffer *buf, const char *text, size_t len) {
+    if (csv_grow(buf, len) < 0) {
+        return -1;
+    }
+    memcpy(buf->data + buf->len, text, len);
+    buf->len += len;
+    return 0;
+}
 
 /* The characters a spreadsheet may take as the start of a formula. */
 int csv_is_trigger(char c);

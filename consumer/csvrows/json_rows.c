@@ -19,6 +19,7 @@
  * The text is read without the GIL held, so the worker's reply thread runs meanwhile.
  */
 
+#include <stdint.h>
 #include <string.h>
 
 #include "csvrows.h"
@@ -45,6 +46,7 @@ typedef enum {
 
 typedef struct {
     Kind kind;
+    int quote;         /* a TEXT holding the delimiter */
     const char *start; /* a string's without its quotes */
     const char *end;
 } Value;
@@ -63,6 +65,10 @@ typedef struct {
     Value *values;
     char delimiter;
     int escape;
+    int quote_numbers;  /* the delimiter is a digit, sign or point */
+    int quote_booleans; /* the delimiter is a letter of true or false */
+    uint64_t delimiter_word;
+    unsigned char plain[256]; /* plain_byte, with the delimiter taken out */
     Buffer out;
     Buffer scratch; /* a string with escapes, decoded */
     Py_ssize_t records;
@@ -76,6 +82,21 @@ static void init_tables(void) {
     for (int b = 0x20; b < 0x80; b++) {
         plain_byte[b] = b != '"' && b != '\\';
     }
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether a byte of the word is below n (n <= 128), or is zero: bit tricks that look at
+ * eight bytes at once, so a string's ordinary stretches are skipped a word at a time. */
+static inline uint64_t has_less(uint64_t word, unsigned n) { return (word - ONES * n) & ~word & HIGHS; }
+static inline uint64_t has_zero(uint64_t word) { return has_less(word, 1); }
+
+static inline int word_is_plain(const Parser *ps, const unsigned char *p) {
+    uint64_t word;
+    memcpy(&word, p, sizeof word);
+    return !((word & HIGHS) | has_less(word, 0x20) | has_zero(word ^ (ONES * '"')) |
+             has_zero(word ^ (ONES * '\\')) | has_zero(word ^ ps->delimiter_word));
 }
 
 static void skip_ws(Parser *ps) {
@@ -178,9 +199,13 @@ static int scan_string(Parser *ps, Value *value) {
     const unsigned char *p = (const unsigned char *)ps->p + 1;
     const unsigned char *end = (const unsigned char *)ps->end;
     value->kind = TEXT;
+    value->quote = 0;
     value->start = (const char *)p;
     for (;;) {
-        while (p < end && plain_byte[*p]) {
+        while (end - p >= 8 && word_is_plain(ps, p)) {
+            p += 8;
+        }
+        while (p < end && ps->plain[*p]) {
             p++;
         }
         if (p >= end) {
@@ -202,6 +227,9 @@ static int scan_string(Parser *ps, Value *value) {
                 return DECLINE;
             }
             p += len;
+        } else if (*p == (unsigned char)ps->delimiter && *p >= 0x20) {
+            value->quote = 1;
+            p++;
         } else {
             return DECLINE; /* a control character */
         }
@@ -403,13 +431,15 @@ static int scan_column_value(Parser *ps, Value *value) {
 }
 
 static Py_ssize_t find_column(Parser *ps, const char *key, Py_ssize_t len) {
-    for (Py_ssize_t i = 0; i < ps->width; i++) {
-        Py_ssize_t c = (ps->hint + i) % ps->width;
+    Py_ssize_t c = ps->hint;
+    for (Py_ssize_t tried = 0; tried < ps->width; tried++) {
         const Column *column = &ps->columns[c];
-        if (column->len == len && memcmp(column->name, key, (size_t)len) == 0) {
+        if (column->len == len && (len == 0 || column->name[0] == key[0]) &&
+            memcmp(column->name, key, (size_t)len) == 0) {
             ps->hint = c + 1 == ps->width ? 0 : c + 1;
             return c;
         }
+        c = c + 1 == ps->width ? 0 : c + 1;
     }
     return -1;
 }
@@ -461,6 +491,12 @@ static int scan_record(Parser *ps) {
     }
 }
 
+/* A text that needs quotes only if it may hold the delimiter. */
+static inline int put_plain(Parser *ps, const char *s, Py_ssize_t n, int may_hold_delimiter) {
+    return may_hold_delimiter ? csv_put_text(&ps->out, s, n, ps->delimiter, 0)
+                              : csv_put(&ps->out, s, (size_t)n);
+}
+
 /* A float's text as repr() prints it: the digits as given, trailing zeros of the
  * fraction dropped but one. scan_number let only those through where that holds. */
 static int put_float(Parser *ps, const Value *value) {
@@ -469,7 +505,7 @@ static int put_float(Parser *ps, const Value *value) {
     while (last > point + 1 && *last == '0') {
         last--;
     }
-    return csv_put_text(&ps->out, value->start, last + 1 - value->start, ps->delimiter, 0);
+    return put_plain(ps, value->start, last + 1 - value->start, ps->quote_numbers);
 }
 
 static char *put_utf8(char *out, long code) {
@@ -550,25 +586,29 @@ static int put_row(Parser *ps) {
         case OTHER_NUMBER: /* scan_column_value declined it */
             break;
         case JSON_TRUE:
-            status = csv_put_text(&ps->out, "true", 4, ps->delimiter, 0);
+            status = put_plain(ps, "true", 4, ps->quote_booleans);
             break;
         case JSON_FALSE:
-            status = csv_put_text(&ps->out, "false", 5, ps->delimiter, 0);
+            status = put_plain(ps, "false", 5, ps->quote_booleans);
             break;
         case INTEGER: {
             Py_ssize_t len = value->end - value->start;
             int negative_zero = len == 2 && value->start[0] == '-' && value->start[1] == '0';
-            status = negative_zero ? csv_put_text(&ps->out, "0", 1, ps->delimiter, 0)
-                                   : csv_put_text(&ps->out, value->start, len, ps->delimiter, 0);
+            status = negative_zero ? put_plain(ps, "0", 1, ps->quote_numbers)
+                                   : put_plain(ps, value->start, len, ps->quote_numbers);
             break;
         }
         case FLOAT:
             status = put_float(ps, value);
             break;
-        case TEXT:
-            status = csv_put_string(&ps->out, value->start, value->end - value->start,
-                                    ps->delimiter, ps->escape);
+        case TEXT: {
+            Py_ssize_t len = value->end - value->start;
+            int formula = ps->escape && len > 0 && csv_is_trigger(value->start[0]);
+            status = value->quote || formula
+                         ? csv_put_string(&ps->out, value->start, len, ps->delimiter, ps->escape)
+                         : csv_put(&ps->out, value->start, (size_t)len);
             break;
+        }
         case ESCAPED:
             status = put_escaped(ps, value);
             break;
@@ -693,7 +733,14 @@ PyObject *csv_format_json(PyObject *self, PyObject *args) {
         .values = values,
         .delimiter = delimiter_text[0],
         .escape = escape,
+        .quote_numbers = strchr("0123456789-.", delimiter_text[0]) != NULL,
+        .quote_booleans = strchr("truefals", delimiter_text[0]) != NULL,
     };
+    memcpy(ps.plain, plain_byte, sizeof ps.plain);
+    ps.plain[(unsigned char)ps.delimiter] = 0;
+    /* A delimiter the word test already stops at (a control character, the quote or the
+     * backslash) needs no pattern of its own: the quote's stands in. */
+    ps.delimiter_word = ONES * (unsigned char)(plain_byte[(unsigned char)ps.delimiter] ? ps.delimiter : '"');
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = csv_grow(&ps.out, (size_t)text_len / 2 + 64) < 0 ? NO_MEMORY : parse(&ps);
