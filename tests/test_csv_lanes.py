@@ -33,8 +33,13 @@ def fetches(count: int, per_fetch: int = 2) -> list[list[RawMessage]]:
     return [messages[i : i + per_fetch] for i in range(0, len(messages), per_fetch)]
 
 
-def export(pool: CsvWorkerPool, fetched: list[list[RawMessage]], max_bad: int = 0) -> bytes:
-    sink, tally = io.BytesIO(), Tally()
+def export(
+    pool: CsvWorkerPool,
+    fetched: list[list[RawMessage]],
+    max_bad: int = 0,
+    tally: Tally | None = None,
+) -> bytes:
+    sink, tally = io.BytesIO(), tally or Tally()
     writer = RemoteCsvWriter(pool, COLUMNS, OPTIONS, (max_bad, 1 << 20))
     try:
         writer.begin(sink, tally)
@@ -118,20 +123,13 @@ def test_messages_c_declines_are_decoded_in_their_place(pool):
     fetched[0][1] = RawMessage(101, orjson.dumps(declined))
     fetched[1][0] = RawMessage(102, b'[{"id": 4, "customer": "\\ud800"}]')  # orjson fails
     fetched[2][1] = RawMessage(105, orjson.dumps([{"id": 5}, 6, {"id": 7}]))
-    sink, tally = io.BytesIO(), Tally()
-    writer = RemoteCsvWriter(pool, COLUMNS, OPTIONS, (2, 1 << 20))
-    try:
-        writer.begin(sink, tally)
-        for messages in fetched:
-            writer.write_messages(messages, tally)
-        writer.finish(tally)
-    finally:
-        writer.close()
+    tally = Tally()
+    out = export(pool, fetched, max_bad=2, tally=tally)
     good = [[m for m in messages if m.offset != 102] for messages in fetched]
     expected = one_writer([[RawMessage(m.offset, orjson.dumps(
         [r for r in orjson.loads(m.value or b"[]") if isinstance(r, dict)]
     )) for m in messages] for messages in good])  # fmt: skip
-    assert sink.getvalue() == expected
+    assert out == expected
     assert b"1e-7,exponent," in expected
     assert b'2,"{""nested"":[1,2]}",' in expected
     assert (tally.records, tally.skipped) == (3 * 25 + 3 + 2, 2)

@@ -30,7 +30,7 @@
 #define SKIPPED_NUMBER 300 /* a skipped number with no exponent this long is finite */
 #define MAX_EXPONENT 308   /* 1e308 is a double; 1e309 is infinity */
 
-enum { OK = 0, DECLINE = 1, NO_MEMORY = -1 };
+enum { OK = 0, DECLINE = 1, NO_MEMORY = -1, CLOSED = 2 /* a container's end was read */ };
 
 typedef enum {
     MISSING,
@@ -336,47 +336,64 @@ static int scan_literal(Parser *ps, const char *word, size_t len) {
 
 static int skip_value(Parser *ps, int depth);
 
-static int skip_container(Parser *ps, int depth, char close, int keyed) {
-    if (depth > MAX_DEPTH) {
-        return DECLINE;
-    }
+/* Past a container's opening: CLOSED when it is empty. */
+static int open_container(Parser *ps, char close) {
     ps->p++;
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
-        return OK;
+        return CLOSED;
     }
-    for (;;) {
-        Value ignored;
-        int status;
-        if (keyed) {
-            if (ps->p >= ps->end || *ps->p != '"' || (status = scan_string(ps, &ignored)) != OK) {
-                return DECLINE;
-            }
-            skip_ws(ps);
-            if (ps->p >= ps->end || *ps->p != ':') {
-                return DECLINE;
-            }
-            ps->p++;
-            skip_ws(ps);
-        }
-        if ((status = skip_value(ps, depth + 1)) != OK) {
+    return OK;
+}
+
+/* Past a member's value: OK at the next member, CLOSED past the container's end. */
+static int next_member(Parser *ps, char close) {
+    skip_ws(ps);
+    if (ps->p >= ps->end) {
+        return DECLINE;
+    }
+    if (*ps->p == close) {
+        ps->p++;
+        return CLOSED;
+    }
+    if (*ps->p != ',') {
+        return DECLINE;
+    }
+    ps->p++;
+    skip_ws(ps);
+    return OK;
+}
+
+/* A key and its colon, the cursor left at the value. */
+static int scan_key(Parser *ps, Value *key) {
+    int status;
+    if (ps->p >= ps->end || *ps->p != '"' || (status = scan_string(ps, key)) != OK) {
+        return DECLINE;
+    }
+    skip_ws(ps);
+    if (ps->p >= ps->end || *ps->p != ':') {
+        return DECLINE;
+    }
+    ps->p++;
+    skip_ws(ps);
+    return OK;
+}
+
+static int skip_container(Parser *ps, int depth, char close, int keyed) {
+    if (depth > MAX_DEPTH) {
+        return DECLINE;
+    }
+    int status = open_container(ps, close);
+    while (status == OK) {
+        Value key;
+        if ((keyed && (status = scan_key(ps, &key)) != OK) ||
+            (status = skip_value(ps, depth + 1)) != OK) {
             return status;
         }
-        skip_ws(ps);
-        if (ps->p >= ps->end) {
-            return DECLINE;
-        }
-        if (*ps->p == close) {
-            ps->p++;
-            return OK;
-        }
-        if (*ps->p != ',') {
-            return DECLINE;
-        }
-        ps->p++;
-        skip_ws(ps);
+        status = next_member(ps, close);
     }
+    return status == CLOSED ? OK : status;
 }
 
 /* Any JSON value the subset holds, not kept: the keys no column asks for. */
@@ -451,44 +468,23 @@ static int scan_record(Parser *ps) {
         ps->values[c].kind = MISSING;
     }
     ps->hint = 0;
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        return OK;
-    }
-    for (;;) {
+    int status = open_container(ps, '}');
+    while (status == OK) {
         Value key;
-        int status;
-        if (ps->p >= ps->end || *ps->p != '"' || (status = scan_string(ps, &key)) != OK ||
-            key.kind == ESCAPED) {
+        if ((status = scan_key(ps, &key)) != OK) {
+            return status;
+        }
+        if (key.kind == ESCAPED) {
             return DECLINE;
         }
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') {
-            return DECLINE;
-        }
-        ps->p++;
-        skip_ws(ps);
         Py_ssize_t column = find_column(ps, key.start, key.end - key.start);
         status = column < 0 ? skip_value(ps, 1) : scan_column_value(ps, &ps->values[column]);
         if (status != OK) {
             return status;
         }
-        skip_ws(ps);
-        if (ps->p >= ps->end) {
-            return DECLINE;
-        }
-        if (*ps->p == '}') {
-            ps->p++;
-            return OK;
-        }
-        if (*ps->p != ',') {
-            return DECLINE;
-        }
-        ps->p++;
-        skip_ws(ps);
+        status = next_member(ps, '}');
     }
+    return status == CLOSED ? OK : status;
 }
 
 /* A text that needs quotes only if it may hold the delimiter. */
@@ -638,31 +634,17 @@ static int parse(Parser *ps) {
     if (*ps->p == '{') {
         status = parse_record_and_put(ps);
     } else if (*ps->p == '[') {
-        ps->p++;
-        skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == ']') {
-            ps->p++;
-            status = OK;
-        } else {
-            for (;;) {
-                if (ps->p >= ps->end || *ps->p != '{') {
-                    return DECLINE; /* not an object: a bad record, counted in Python */
-                }
-                if ((status = parse_record_and_put(ps)) != OK) {
-                    return status;
-                }
-                skip_ws(ps);
-                if (ps->p < ps->end && *ps->p == ']') {
-                    ps->p++;
-                    break;
-                }
-                if (ps->p >= ps->end || *ps->p != ',') {
-                    return DECLINE;
-                }
-                ps->p++;
-                skip_ws(ps);
+        status = open_container(ps, ']');
+        while (status == OK) {
+            if (ps->p >= ps->end || *ps->p != '{') {
+                return DECLINE; /* not an object: a bad record, counted in Python */
             }
+            if ((status = parse_record_and_put(ps)) != OK) {
+                return status;
+            }
+            status = next_member(ps, ']');
         }
+        status = status == CLOSED ? OK : status;
     } else {
         return DECLINE;
     }
