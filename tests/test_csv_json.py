@@ -90,11 +90,18 @@ EXTRA_VALUES = [
     {"deep": [{"x": [1, 2.5, None]}, "s\\t"]}, [], {}, "ignored", 12345678901234567890123,
     -1.5, 1e300, True, None, "\u00e9\u2713", [[[[]]]],
 ]  # fmt: skip
+EXTRA_NUMBERS = [
+    "1e308", "9e307", "99e307", "1" + "0" * 400 + "e-10", "1" + "0" * 300 + "e-3", "1e-400",
+    "0e999", "-0.0e0", "1E+2", "1" * 301, "1" * 300, "2e0308", "1e-0400", "0.5e309",
+]  # fmt: skip
+"""Number spellings at the edges of overflow and length, for keys no column asks for:
+orjson fails on some (infinity), and C must decline exactly those or more."""
 
 
-def json_text(records: list[dict[str, Any]], rng: random.Random) -> bytes:
+def json_text(records: list[dict[str, Any]], rng: random.Random, *, edges: bool = True) -> bytes:
     """The records as JSON spelled many ways: whitespace, key order, repeated keys (the
-    last counts), keys no column asks for, escapes, trailing zeros."""
+    last counts), keys no column asks for (with `edges`, numbers at the edge of overflow
+    too), escapes, trailing zeros."""
     if rng.random() < 0.3:
         return json.dumps(records, ensure_ascii=False).encode()
     objects = []
@@ -105,8 +112,9 @@ def json_text(records: list[dict[str, Any]], rng: random.Random) -> bytes:
             key = rng.choice(members)[0]
             members.insert(0, (key, json.dumps("decoy")))
         if rng.random() < 0.3:
-            extra = rng.choice(EXTRA_VALUES)
-            members.insert(rng.randrange(len(members) + 1), ("extra", json.dumps(extra)))
+            extra = json.dumps(rng.choice(EXTRA_VALUES))
+            extra = rng.choice(EXTRA_NUMBERS) if edges and rng.random() < 0.3 else extra
+            members.insert(rng.randrange(len(members) + 1), ("extra", extra))
         body = ",".join(
             f"{_ws(rng)}{json.dumps(k)}{_ws(rng)}:{_ws(rng)}{v}{_ws(rng)}" for k, v in members
         )
@@ -170,7 +178,7 @@ def test_c_takes_the_common_texts():
         for _ in range(10):
             records = common_batch(rng, columns)
             declined = options.escape_formulas and formula_like_non_ascii(records)
-            text = json_text(records, rng)
+            text = json_text(records, rng, edges=False)
             assert assert_same_or_declined(text, columns, options) is not declined, text
             total += 1
             taken += not declined
@@ -219,6 +227,9 @@ def test_what_orjson_rejects_c_leaves_to_python(seed):
         b'[{"a": 1e5}]',  # an exponent
         b'[{"a": 1, "x": 1e400}]',  # a skipped number that may overflow
         b'[{"a": 1, "x": 1e-5.0}]',
+        b'[{"a": 1, "x": 1' + b"0" * 400 + b"e-10}]",  # 1e390: infinity, orjson fails
+        b'[{"a": 1, "x": 99e307}]',
+        b'[{"a": 1, "x": ' + b"1" * 301 + b"}]",  # a long number, no exponent
         b'[{"a": 0.00001}]',  # repr() writes 1e-05
         b'[{"a": 1234567890123456.5}]',  # more digits than a double keeps
         b'[{"a": 18446744073709551616}]',  # past 64 bits: orjson makes a float

@@ -13,8 +13,9 @@
  * (counted as bad records there), keys with escapes, integers past 64 bits (orjson makes
  * floats of them), numbers with an exponent or with more significant digits than a
  * double keeps, floats repr() prints with an exponent, objects or arrays as column
- * values, nesting past MAX_DEPTH, and the cases format_rows leaves to Python. What it accepts it validates as strictly as
- * orjson: UTF-8, control characters, the number grammar, nothing after the document.
+ * values, nesting past MAX_DEPTH, and the cases format_rows leaves to Python. What it
+ * accepts it validates as strictly as orjson: UTF-8, control characters, escapes and
+ * surrogate pairs, the number grammar and overflow, nothing after the document.
  *
  * The text is read without the GIL held, so the worker's reply thread runs meanwhile.
  */
@@ -89,7 +90,9 @@ static void init_tables(void) {
 
 /* Whether a byte of the word is below n (n <= 128), or is zero: bit tricks that look at
  * eight bytes at once, so a string's ordinary stretches are skipped a word at a time. */
-static inline uint64_t has_less(uint64_t word, unsigned n) { return (word - ONES * n) & ~word & HIGHS; }
+static inline uint64_t has_less(uint64_t word, unsigned n) {
+    return (word - ONES * n) & ~word & HIGHS;
+}
 static inline uint64_t has_zero(uint64_t word) { return has_less(word, 1); }
 
 static inline int word_is_plain(const Parser *ps, const unsigned char *p) {
@@ -279,7 +282,7 @@ static int scan_number(Parser *ps, Value *value) {
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         /* Never a column's (repr() may print it either way); skipped, where it cannot
-         * overflow: under 10 ** (whole digits + exponent) <= 1e308. Underflow is 0.0. */
+         * overflow: under 10 ** (whole digits +/- exponent) <= 1e308. Underflow is 0.0. */
         int negative = ++p < end && *p == '-';
         if (p < end && (*p == '+' || *p == '-')) {
             p++;
@@ -289,8 +292,8 @@ static int scan_number(Parser *ps, Value *value) {
         while (p < end && is_digit(*p) && p - digits < 4) {
             exponent = exponent * 10 + (*p++ - '0');
         }
-        if (p == digits || (p < end && is_digit(*p)) ||
-            (!negative && whole_digits + exponent > MAX_EXPONENT)) {
+        Py_ssize_t magnitude = whole_digits + (negative ? -exponent : exponent);
+        if (p == digits || (p < end && is_digit(*p)) || magnitude > MAX_EXPONENT) {
             return DECLINE;
         }
         value->kind = OTHER_NUMBER;
@@ -302,7 +305,8 @@ static int scan_number(Parser *ps, Value *value) {
         return DECLINE;
     }
     if (fraction == NULL) {
-        value->kind = fits_64_bits(whole, whole_digits, whole != value->start) ? INTEGER : OTHER_NUMBER;
+        int negative = whole != value->start;
+        value->kind = fits_64_bits(whole, whole_digits, negative) ? INTEGER : OTHER_NUMBER;
         return OK;
     }
     /* Significant digits, and the zeros between the point and the first of them. */
@@ -555,7 +559,8 @@ static int put_escaped(Parser *ps, const Value *value) {
             long code = unicode_escape(p - 1, value->end);
             p += 4;
             if (code >= 0xD800 && code <= 0xDBFF) { /* scan_string saw its low half */
-                code = 0x10000 + ((code - 0xD800) << 10) + (unicode_escape(p + 1, value->end) - 0xDC00);
+                long low = unicode_escape(p + 1, value->end);
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
                 p += 6;
             }
             out = put_utf8(out, code);
@@ -722,7 +727,8 @@ PyObject *csv_format_json(PyObject *self, PyObject *args) {
     ps.plain[(unsigned char)ps.delimiter] = 0;
     /* A delimiter the word test already stops at (a control character, the quote or the
      * backslash) needs no pattern of its own: the quote's stands in. */
-    ps.delimiter_word = ONES * (unsigned char)(plain_byte[(unsigned char)ps.delimiter] ? ps.delimiter : '"');
+    unsigned char own = (unsigned char)ps.delimiter;
+    ps.delimiter_word = ONES * (plain_byte[own] ? own : (unsigned char)'"');
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = csv_grow(&ps.out, (size_t)text_len / 2 + 64) < 0 ? NO_MEMORY : parse(&ps);

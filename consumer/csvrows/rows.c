@@ -107,7 +107,8 @@ PyObject *csv_format_rows(PyObject *self, PyObject *args) {
                 break;
             }
             PyObject *value = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(columns, c));
-            status = value == NULL && PyErr_Occurred() ? -1 : put_cell(&buf, value, delimiter, escape);
+            status = value == NULL && PyErr_Occurred() ? -1
+                                                        : put_cell(&buf, value, delimiter, escape);
         }
         if (status == 0 && csv_put(&buf, "\r\n", 2) < 0) {
             status = -1;
