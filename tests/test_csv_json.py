@@ -255,3 +255,65 @@ def test_one_column_and_repeated_columns_are_left_to_python():
     assert format_json(text, ("a",), ",", True) is None
     assert format_json(text, ("a", "a"), ",", True) is None
     assert format_json(text, ("a", "b"), "\u00e9", True) is None  # a non-ASCII delimiter
+
+
+def _number_like(rng: random.Random) -> str:
+    """Number-like text, mostly valid: long mantissas, exponents near overflow and past
+    it; now and then a sign, a leading zero or a missing digit JSON does not allow."""
+    if rng.random() < 0.1:
+        return rng.choice(["+1", "01", "-", ".5", "1.", "1e", "1e+", "00", "-01.5"])
+    digits = rng.choice([rng.randrange(1, 20), rng.randrange(290, 330)])
+    whole = rng.choice(["0", "1", str(rng.randrange(10**6)), "9" * digits])
+    fraction = rng.choice(["", "", ".5", "." + "0" * rng.randrange(320) + "7"])
+    exponent = rng.choice(
+        ["", "", "E5", f"e{rng.randrange(280, 330)}", f"e-{rng.randrange(40)}",
+         f"e+{rng.randrange(400)}", f"e-{rng.randrange(400)}", "e000001"]
+    )  # fmt: skip
+    return rng.choice(["", "-"]) + whole + fraction + exponent
+
+
+def _string_like(rng: random.Random) -> str:
+    """A string, mostly valid: escapes of every kind, non-ASCII text; now and then a
+    lone surrogate, a bad escape or a control character."""
+    valid = ["a", "é", ",", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\/", '\\"', "\U0010ffff", "\x7f"]
+    # The last two are raw surrogates: UTF-8 cannot hold them (the text is encoded with
+    # "surrogatepass").
+    invalid = ["\\ud83d", "\\udc00", "\\x", "\\u12", "\\uZZZZ", "\x01", "\t", "\ud800", "\udfff"]
+    pieces = [
+        rng.choice(invalid if rng.random() < 0.03 else valid) for _ in range(rng.randrange(8))
+    ]
+    return '"' + "".join(pieces) + '"'
+
+
+def _value_like(rng: random.Random, depth: int = 0) -> str:
+    """Any JSON-like value, mostly valid, nested up to 70 deep."""
+    kind = rng.randrange(8 if depth < 70 else 5)
+    if kind in (0, 1):
+        return _number_like(rng)
+    if kind in (2, 3):
+        return _string_like(rng)
+    if kind == 4:
+        return rng.choice(["true", "false", "null"] * 5 + ["tru", "truex", "NaN", "-Infinity"])
+    items = [_value_like(rng, depth + 1) for _ in range(rng.randrange(3))]
+    ending = rng.choice(["", ","]) if rng.random() < 0.05 else ""
+    if kind in (5, 6):
+        return "[" + ",".join(items) + ending + "]"
+    return "{" + ",".join(_string_like(rng) + ":" + item for item in items) + ending + "}"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_arbitrary_values_beside_the_columns(seed):
+    """Records whose columns and other keys hold arbitrary JSON-like text, mostly valid:
+    wherever orjson fails C declines, and wherever C writes, it writes orjson's rows."""
+    rng = random.Random(2000 + seed)  # noqa: S311 - test data
+    for _ in range(300):
+        members = [
+            f'"{column}":' + rng.choice([_number_like(rng), _string_like(rng), "true", "12"])
+            for column in ("a", "b")
+            if rng.random() < 0.8
+        ]
+        members += [f'"x{rng.randrange(3)}":' + _value_like(rng) for _ in range(rng.randrange(3))]
+        rng.shuffle(members)
+        text = ("[{" + ",".join(members) + "}]").encode("utf-8", "surrogatepass")
+        for delimiter in (",", "1", "t"):
+            assert_same_or_declined(text, ("a", "b"), ExportOptions(delimiter=delimiter))
