@@ -12,7 +12,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCES = Path(__file__).parent / "consumer" / "csvrows"
+SOURCES = Path("consumer") / "csvrows"
 
 
 class CsvRowsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
@@ -25,8 +25,12 @@ class CsvRowsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         from setuptools import Distribution, Extension  # noqa: PLC0415 - build time only
         from setuptools.command.build_ext import build_ext  # noqa: PLC0415
 
-        sources = sorted(str(path.relative_to(self.root)) for path in SOURCES.glob("*.c"))
-        extension = Extension("consumer._csvrows", sources, optional=False)
+        # Paths relative to the root, as setuptools wants them; the headers as
+        # dependencies, so a changed header rebuilds the module in place too.
+        found = sorted(path.name for path in (Path(self.root) / SOURCES).iterdir())
+        sources = [str(SOURCES / name) for name in found if name.endswith(".c")]
+        headers = [str(SOURCES / name) for name in found if name.endswith(".h")]
+        extension = Extension("consumer._csvrows", sources, depends=headers, optional=False)
         command = build_ext(Distribution({"ext_modules": [extension], "script_name": "-"}))
         command.inplace = True
         command.ensure_finalized()
