@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 import urllib.request
+from collections.abc import Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,12 @@ class Harness:
         """Every event seen so far for an export, progress included, in topic order."""
         return [r for r in self._seen if r["export_id"] == export_id]
 
-    async def dead_letters(self, count: int, wait_s: float = RESULT_WAIT_S) -> list[Any]:
+    async def dead_letters(
+        self, count: int, wait_s: float = RESULT_WAIT_S, *, covering: Collection[bytes] = ()
+    ) -> list[Any]:
+        """The dead-letter topic from its start: at least `count` messages, and on until
+        every value in `covering` is among them (a redelivery may repeat one, so a count
+        alone can stop before the last)."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False
         )
@@ -174,11 +180,15 @@ class Harness:
             consumer.assign([tp])
             consumer.seek(tp, 0)
             got: list[Any] = []
+            missing = set(covering)
             deadline = time.monotonic() + wait_s
-            while len(got) < count:
-                assert time.monotonic() < deadline, f"only {len(got)} dead letters"
+            while len(got) < count or missing:
+                assert time.monotonic() < deadline, (
+                    f"{len(got)} dead letters; never seen: {sorted(missing)[:5]}"
+                )
                 fetched = await consumer.getmany(tp, timeout_ms=200)
                 got.extend(fetched.get(tp, []))
+                missing.difference_update(m.value for m in fetched.get(tp, []))
             return got
         finally:
             await consumer.stop()

@@ -107,7 +107,7 @@ async def test_soak_with_random_kills(harness):
         await victim.wait_ready()
         results = {e: await harness.result(e, wait_s=180) for e in expect.completed}
         invalid = {e: await harness.result(e, wait_s=60) for e in expect.invalid}
-        dead = await harness.dead_letters(len(expect.poison), wait_s=60)
+        dead = await harness.dead_letters(len(expect.poison), wait_s=60, covering=expect.poison)
     finally:
         steady.stop()
         victim.stop()
