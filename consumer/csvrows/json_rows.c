@@ -160,7 +160,7 @@ static int hex_value(char c) {
     return -1;
 }
 
-/* The code unit of a \uXXXX at p, or -1. */
+/* The UTF-16 code unit a \u escape at p names (its four hex digits), or -1. */
 static long unicode_escape(const char *p, const char *end) {
     if (end - p < 6 || p[0] != '\\' || p[1] != 'u') {
         return -1;
