@@ -121,13 +121,9 @@ class ProcessTree:
         self.peak_rss = max(self.peak_rss, rss)
         return rss
 
-    def cpu_seconds(self) -> float:
-        """CPU time of every process seen so far (exited ones keep their last sample)."""
-        self.sample()
-        return sum(self._cpu.values())
-
     def cpu_split(self) -> tuple[float, float]:
-        """CPU seconds so far of the service process, and of its children together."""
+        """CPU seconds so far of the service process, and of its children together
+        (exited ones keep their last sample)."""
         self.sample()
         own = self._cpu.get(self.pid, 0.0)
         return own, sum(self._cpu.values()) - own

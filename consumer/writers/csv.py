@@ -65,9 +65,7 @@ class CsvWriter:
         if written is None:
             return None
         data, records = written
-        if self._sink is None:
-            raise RuntimeError("begin() was not called")
-        self._sink.write(data)
+        self._write(data)
         return records
 
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
@@ -80,9 +78,7 @@ class CsvWriter:
         if data is None:
             self.write_records_by_column(batch)
             return
-        if self._sink is None:
-            raise RuntimeError("begin() was not called")
-        self._sink.write(data)
+        self._write(data)
 
     def write_records_by_column(self, records: Sequence[dict[str, Any]]) -> None:
         """The column formatter: every batch of two or more columns the C one leaves."""
@@ -122,10 +118,14 @@ class CsvWriter:
         """Nothing to release: the sink belongs to the store."""
 
     def _flush(self) -> None:
-        if self._sink is None:
-            raise RuntimeError("begin() was not called")
+        """What the csv module (or the column formatter) put in the buffer, as UTF-8."""
         text = self._buffer.getvalue()
         if text:
-            self._sink.write(text.encode("utf-8"))
+            self._write(text.encode("utf-8"))
             self._buffer.seek(0)
             self._buffer.truncate()
+
+    def _write(self, data: bytes) -> None:
+        if self._sink is None:
+            raise RuntimeError("begin() was not called")
+        self._sink.write(data)
