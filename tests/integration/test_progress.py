@@ -72,6 +72,12 @@ async def test_a_waiting_export_does_not_repeat_its_progress(harness):
         await asyncio.sleep(3.5)  # three intervals with nothing new to read
         await harness.write_batches([batch(1), batch(2)], key="waits")
         result = await harness.result("waits")
-    running = [e for e in harness.events("waits") if e["status"] == "running"]
+    running = [
+        (e["records"], e["percent"]) for e in harness.events("waits") if e["status"] == "running"
+    ]
     assert result["records"] == 3 * ROWS_A_BATCH
-    assert [(e["records"], e["percent"]) for e in running] == [(ROWS_A_BATCH, 33.3)]
+    # Once the records come, reading them is new progress and may be reported (whether
+    # the two batches arrive in one fetch or two is the broker's timing); the wait itself
+    # is reported once.
+    assert running[0] == (ROWS_A_BATCH, 33.3)
+    assert len(running) == len(set(running)), running
