@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumer.errors import FailureReason
 from consumer.structs import ExportFormat, ResultStatus
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ LATENCY_BUCKETS_MS = (
 )  # fmt: skip
 SMALL_BELOW = 10_000
 LARGE_FROM = 100_000
+SIZES = ("small", "medium", "large")
+FINAL_STATUSES = (ResultStatus.COMPLETED, ResultStatus.FAILED)
 THROUGHPUT_WINDOW_S = 60.0
 SUCCESS_WINDOW = 100
 DEFAULT_MAX_USERS = 50
@@ -118,6 +121,20 @@ class ExportMetrics:
         self._running_by_format: dict[str, int] = {}
         for fmt in ExportFormat:
             self._track_format(fmt.value)
+            self._start_at_zero(fmt.value)
+
+    def _start_at_zero(self, fmt: str) -> None:
+        """Every series whose labels are known in advance, on the page from the first scrape
+        (at zero), so rates and ratios exist on a healthy new instance; only the `user`
+        label of `export_requests_total` waits for a request."""
+        for status in FINAL_STATUSES:
+            self.bytes.labels(format=fmt, status=status.value)
+        for reason in FailureReason:
+            self.failures.labels(reason=reason.value, format=fmt)
+        for size in SIZES:
+            self.latency.labels(format=fmt, size=size)
+        self.records.labels(format=fmt)
+        self.memory.labels(format=fmt)
 
     def _track_format(self, fmt: str) -> None:
         if fmt in self._finished_at:

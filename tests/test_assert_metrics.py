@@ -19,4 +19,18 @@ def test_missing_metrics_fail_the_first_check():
     checks = evaluate("# TYPE export_queue_depth gauge\nexport_queue_depth 0\n")
     assert not checks[0].ok
     assert "export_requests" in checks[0].value
-    assert not checks[-1].ok
+
+
+def test_a_new_instance_passes_until_it_completes_an_export():
+    """No bytes is fine while nothing has completed; once something has, no bytes fails."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from consumer.metrics import ExportMetrics
+
+    metrics = ExportMetrics(CollectorRegistry())
+    fresh = generate_latest(metrics.registry).decode()
+    assert all(check.ok for check in evaluate(fresh)), evaluate(fresh)
+    metrics.requests.labels(format="csv", status="completed", user="a").inc()
+    bytes_check = evaluate(generate_latest(metrics.registry).decode())[-1]
+    assert not bytes_check.ok
+    assert bytes_check.value == "0"

@@ -100,6 +100,41 @@ async def test_mixed_traffic_moves_every_metric(harness):
     assert value("export_ready") == 1
 
 
+async def test_a_new_instance_has_every_known_series_at_zero(harness, capsys):
+    """Before any request, every series whose labels are known is on the page at zero (so
+    rates and ratios have data), only export_requests_total waits, and assert-export passes."""
+    from consumer.errors import FailureReason
+    from consumer.structs import ExportFormat
+    from producer_tools.assert_metrics import main as assert_export
+
+    async with harness.service() as service:
+        port = service.metrics_port
+        assert port is not None
+        _, text = await asyncio.to_thread(scrape, port)
+        status = await asyncio.to_thread(
+            assert_export, ["--url", f"http://127.0.0.1:{port}/metrics"]
+        )
+    formats = [f.value for f in ExportFormat]
+    for fmt in formats:
+        for reason in FailureReason:
+            assert metric_value(text, "export_fail_total", reason=reason.value, format=fmt) == 0
+        for status_label in ("completed", "failed"):
+            assert metric_value(text, "export_bytes_total", format=fmt, status=status_label) == 0
+        for size in ("small", "medium", "large"):
+            assert metric_value(text, "export_latency_ms_count", format=fmt, size=size) == 0
+            assert (
+                metric_value(text, "export_latency_ms_bucket", format=fmt, size=size, le="+Inf")
+                == 0
+            )
+        assert metric_value(text, "export_records_total", format=fmt) == 0
+        assert metric_value(text, "export_memory_bytes", format=fmt) == 0
+        assert metric_value(text, "export_throughput_ops_per_sec", format=fmt) == 0
+        assert metric_value(text, "export_success_rate", format=fmt) == 1
+    assert metric_value(text, "export_requests_total") is None
+    assert "# TYPE export_requests_total counter" in text
+    assert status == 0, capsys.readouterr().out
+
+
 def _samples(text: str, name: str) -> dict[_Labels, float]:
     found: dict[_Labels, float] = {}
     for family in text_string_to_metric_families(text):
