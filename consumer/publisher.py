@@ -7,9 +7,11 @@ import logging
 from typing import TYPE_CHECKING, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from consumer.errors import StartupError
 from consumer.events import encode_progress, encode_result
+from consumer.settings import env_name
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -44,8 +46,34 @@ class ResultPublisher:
         self._started = False
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect; with idempotence on, this is when the broker hands out a producer id."""
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        level = sender_log.level
+        # A refused InitProducerId is logged there as an error, then raised; the raise
+        # becomes start-up's one line, so the log line would only repeat it.
+        sender_log.setLevel(logging.CRITICAL)
+        try:
+            await self._producer.start()
+        except KafkaConnectionError:
+            await self._producer.stop()
+            raise
+        except KafkaError as exc:
+            await self._producer.stop()
+            if not self._settings.enable_idempotence:
+                raise
+            raise StartupError(
+                f"the broker at {self._settings.bootstrap_servers} refused to hand out a "
+                f"producer id for the idempotent producer (InitProducerId: {exc}); for a "
+                f"broker without it, set {env_name('enable_idempotence')}=false"
+            ) from exc
+        finally:
+            sender_log.setLevel(level)
         self._started = True
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partitions, asking the broker (which may create the topic)."""
+        partitions: set[int] = await self._producer.partitions_for(topic)
+        return partitions
 
     async def stop(self) -> None:
         """Flush what is pending and close; safe to call twice."""

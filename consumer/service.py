@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.csv_pool import CsvWorkerPool
-from consumer.errors import InvalidRequest, PoisonMessage
+from consumer.errors import InvalidRequest, PoisonMessage, StartupError
 from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
 from consumer.limiter import ExportLimiter
@@ -21,10 +21,13 @@ from consumer.logs import CURRENT_EXPORT
 from consumer.loop_lag import watch_loop_lag
 from consumer.metrics import ExportMetrics, resident_memory_bytes
 from consumer.offsets import OffsetTracker
+from consumer.preflight import wait_for_broker
 from consumer.publisher import ResultPublisher
 from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner, failed_result
+from consumer.settings import env_name
 from consumer.store import OutputStore
+from consumer.topics import require_topics
 from consumer.writers.pdf_fonts import find_font
 
 if TYPE_CHECKING:
@@ -94,7 +97,13 @@ class ExportService:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.store.prepare()
+        try:
+            self.store.prepare()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the output directory {self.store.root} "
+                f"({env_name('output_dir')}): {exc.strerror or exc}"
+            ) from exc
         if not self.font.is_dejavu:
             log.warning(
                 "DejaVu Sans not found: PDFs use reportlab's Vera, which covers Latin-1 only "
@@ -104,16 +113,17 @@ class ExportService:
         async with AsyncExitStack() as stack:
             stack.callback(self.pdf_pool.stop)
             stack.callback(self.csv_pool.stop)
-            health = HealthServer(
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-                self.metrics.registry,
-                self.readiness,
-            )
+            health = self._health_server()
             health.start()
             stack.callback(health.stop)
             self.metrics_port = health.port
+            if not await wait_for_broker(
+                self.settings, self._stopping, self.readiness.broker_failed
+            ):
+                return  # asked to stop before the broker ever answered
+            self.readiness.broker_answered()
             self._publisher = await stack.enter_async_context(ResultPublisher(self.settings))
+            await require_topics(self.settings, self._publisher)
             consumer = AIOKafkaConsumer(
                 **self.settings.kafka_client_options(),
                 group_id=self.settings.group_id,
@@ -148,6 +158,16 @@ class ExportService:
             self.started.set()
             await self._consume(consumer)
             await self._drain(consumer)
+
+    def _health_server(self) -> HealthServer:
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        try:
+            return HealthServer(host, port, self.metrics.registry, self.readiness)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve /metrics on {host}:{port} ({env_name('metrics_host')}, "
+                f"{env_name('metrics_port')}): {exc.strerror or exc}"
+            ) from exc
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():

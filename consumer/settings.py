@@ -61,6 +61,16 @@ class SaslMechanism(StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
+class LogFormat(StrEnum):
+    """`EXPORT_LOG_FORMAT`: how log lines are written."""
+
+    AUTO = "auto"
+    """JSON lines when stderr is not a terminal; at a terminal, lines for people (and
+    `dev` writes the JSON lines to a file whose path it prints)."""
+    JSON = "json"
+    TEXT = "text"
+
+
 class LogLevel(StrEnum):
     """Levels accepted by `EXPORT_LOG_LEVEL`."""
 
@@ -110,6 +120,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
     """How long running exports may take to finish after SIGTERM."""
     log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.AUTO
 
     pdf_font: FilePath | None = None
     """A TTF font for reports; default DejaVu Sans from the system, else reportlab's Vera."""

@@ -1,22 +1,29 @@
-"""Creates the service's topics (for `dev` and tests; production creates them by hand)."""
+"""The service's topics: created by `dev` and tests, required at start-up by `run`
+(production creates them by hand, or lets the broker create them)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
+
+from consumer.errors import StartupError
+from consumer.settings import env_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from consumer.publisher import ResultPublisher
     from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REQUEST_PARTITIONS = 4
 RECORDS_TOPIC = "export.records"
+TOPIC_CHECK_S = 10.0
 
 
 def service_topics(settings: Settings) -> dict[str, int]:
@@ -51,3 +58,29 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
         )
     finally:
         await admin.close()
+
+
+async def require_topics(settings: Settings, publisher: ResultPublisher) -> None:
+    """Raise `StartupError` naming the first of the service's own topics that does not
+    exist and that the broker did not create when asked for it (auto-creation off)."""
+    own = {
+        "request_topic": settings.request_topic,
+        "result_topic": settings.result_topic,
+        "dlq_topic": settings.dlq_topic,
+    }
+    for field, topic in own.items():
+        try:
+            async with asyncio.timeout(TOPIC_CHECK_S):
+                await publisher.partitions_for(topic)
+        except TopicAuthorizationFailedError as exc:
+            raise StartupError(
+                f"the topic {topic!r} ({env_name(field)}) is not accessible to this service's "
+                f"credentials on the broker at {settings.bootstrap_servers}"
+            ) from exc
+        except (TimeoutError, KafkaError) as exc:
+            why = str(exc) or type(exc).__name__
+            raise StartupError(
+                f"the topic {topic!r} ({env_name(field)}) does not exist on the broker at "
+                f"{settings.bootstrap_servers} and was not created when asked for ({why}): "
+                f"create it, or allow auto-creation"
+            ) from exc
