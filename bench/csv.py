@@ -89,7 +89,7 @@ async def throughput(records: int, rounds: int) -> None:
 def main() -> None:
     args = build_parser().parse_args()
     if args.concurrent:
-        run(lambda: concurrent("csv", args.concurrent, args.records))
+        run(lambda: concurrent("csv", args.concurrent, args.records, max(3, args.rounds)))
     else:
         run(lambda: throughput(args.records, args.rounds))
 
