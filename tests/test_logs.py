@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 
 import orjson
+
+from tests.terminal import at_a_terminal
 
 _LOG_ONE = """
 import logging, sys
@@ -27,24 +27,12 @@ print("written:", written)
 def _run(*args: str, terminal: bool) -> str:
     """Run the logging snippet with stderr on a pseudo-terminal or a pipe; what it wrote."""
     command = [sys.executable, "-c", _LOG_ONE, *args]
-    if not terminal:
-        proc = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
-        return proc.stderr + proc.stdout
-    controller, tty = pty.openpty()
-    proc_tty = subprocess.Popen(command, stdout=tty, stderr=tty, stdin=subprocess.DEVNULL)
-    os.close(tty)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    assert proc_tty.wait(timeout=30) == 0
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    if terminal:
+        status, shown = at_a_terminal(command)
+        assert status == 0, shown
+        return shown
+    proc = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
+    return proc.stderr + proc.stdout
 
 
 class TestLogFormat:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pty
 import re
 import signal
 import socket
@@ -16,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from consumer.broker import free_port
+from tests.terminal import at_a_terminal
 
 
 def _port_open(port: int) -> bool:
@@ -59,31 +59,6 @@ def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
     assert not _port_open(metrics_port)
 
 
-def _at_a_terminal(command: list[str], cwd: Path) -> tuple[int, str]:
-    """Run `command` with stdout and stderr on a pseudo-terminal; its exit status and the
-    lines the terminal shows (carriage-return redraws and escape sequences resolved)."""
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "xterm"},
-    )  # fmt: skip
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: every writer closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    status = proc.wait(timeout=300)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
-    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
-    return status, "\n".join(line for line in shown if line.strip())
-
-
 def _shape(text: str) -> str:
     """A transcript with what differs between runs and machines made generic."""
     text = re.sub(r"(outputs|logs) /\S+?(,|$)", r"\1 PATH\2", text, flags=re.MULTILINE)
@@ -103,7 +78,7 @@ def test_dev_demo_at_a_terminal_reads_as_the_readme_shows(tmp_path):
     shows the banner and one line per scenario (no JSON log lines: those go to the file the
     banner names), and that is the README's sample."""
     broker_port, metrics_port = free_port(), free_port()
-    status, shown = _at_a_terminal(
+    status, shown = at_a_terminal(
         ["bash", str(Path(__file__).parents[2] / "scripts" / "demo"),
          "--bootstrap-servers", f"127.0.0.1:{broker_port}", "--metrics-port", str(metrics_port),
          "--output-dir", str(tmp_path / "exports")],

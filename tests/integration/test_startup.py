@@ -3,6 +3,7 @@ a broker that is not there yet is waited for instead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
@@ -123,10 +127,9 @@ def _wait_for(port: int, path: str, status: int, wait_s: float = 60) -> str:
         time.sleep(0.2)
 
 
-def test_a_broker_not_there_yet_is_waited_for(tmp_path):
-    """`run` before its broker is up stays alive, live but not ready, and becomes ready once
-    the broker comes; SIGTERM then stops it with status 0."""
-    broker_port, metrics_port = free_port(), free_port()
+@contextlib.contextmanager
+def _running(broker_port: int, metrics_port: int, tmp_path: Path) -> Iterator[Popen[str]]:
+    """`run` as its own process against a broker port; killed if still running after."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "consumer.cli", "run",
          "--bootstrap-servers", f"127.0.0.1:{broker_port}", "--enable-idempotence", "false",
@@ -135,6 +138,18 @@ def test_a_broker_not_there_yet_is_waited_for(tmp_path):
         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_a_broker_not_there_yet_is_waited_for(tmp_path):
+    """`run` before its broker is up stays alive, live but not ready, and becomes ready once
+    the broker comes; SIGTERM then stops it with status 0."""
+    broker_port, metrics_port = free_port(), free_port()
+    with _running(broker_port, metrics_port, tmp_path) as proc:
         _wait_for(metrics_port, "/healthz", 200)
         body = _wait_for(metrics_port, "/readyz", 503)
         assert "broker unreachable" in body
@@ -142,11 +157,8 @@ def test_a_broker_not_there_yet_is_waited_for(tmp_path):
         with EmbeddedBroker(port=broker_port):
             _wait_for(metrics_port, "/readyz", 200)
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        _, stderr = proc.communicate()
+            _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "waiting for the broker" in stderr
 
@@ -154,18 +166,9 @@ def test_a_broker_not_there_yet_is_waited_for(tmp_path):
 def test_a_stop_while_waiting_for_the_broker_exits_zero(tmp_path):
     """SIGTERM while no broker ever answered ends `run` at once with status 0."""
     metrics_port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "consumer.cli", "run",
-         "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--output-dir", str(tmp_path),
-         "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port)],
-        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
+    with _running(free_port(), metrics_port, tmp_path) as proc:
         _wait_for(metrics_port, "/readyz", 503)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        _, stderr = proc.communicate()
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
