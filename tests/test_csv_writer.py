@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from dataclasses import replace
 
 import pytest
 
-from consumer._csvrows import format_rows
+from consumer._csvrows import format_json, format_rows
 from consumer.structs import ExportOptions
 from consumer.writers.cells import cell_text, escape_formula
 from consumer.writers.csv import CsvWriter
@@ -70,6 +71,15 @@ class TestCsvWriter:
     def test_header_cells_are_written_as_given(self):
         """Column names are the header, quoted like any cell."""
         assert render([], columns=("id", "a,b")) == b'id,"a,b"\r\n'
+
+    def test_formula_like_headings_are_escaped(self):
+        """A heading a spreadsheet would evaluate gets the leading quote, plain numbers not."""
+        columns = ("=cmd", "+x", "-y", "@z", "\tt", "\rr", "-3", "+1.5", "ok")
+        assert render([], columns=columns) == b"'=cmd,'+x,'-y,'@z,'\tt,\"'\rr\",-3,+1.5,ok\r\n"
+
+    def test_headings_are_left_alone_without_escaping(self):
+        """`escape_formulas: false` writes the headings as given, as it does the values."""
+        assert render([], columns=("=cmd", "@z"), escape_formulas=False) == b"=cmd,@z\r\n"
 
 
 @pytest.mark.parametrize(
@@ -170,3 +180,57 @@ def test_the_c_formatter_takes_most_batches_and_all_common_data():
 def test_one_column_rows_quote_an_empty_cell():
     """A one-column row with an empty cell is written `""`, so the row is not blank."""
     assert render([{"a": ""}, {"a": None}, {"a": "x"}], columns=("a",)) == b'a\r\n""\r\n""\r\nx\r\n'
+
+
+ALLOWED_DELIMITERS = [chr(c) for c in range(0x20, 0x7F) if chr(c) != '"'] + ["\t"]
+"""Every delimiter the request schema allows in ASCII: printable characters but the
+quote, and tab."""
+
+
+def _delimiter_records(delimiter: str) -> list[dict[str, object]]:
+    """Formula-like strings, the delimiter and quotes inside values, numbers, booleans."""
+    return [
+        {"a": "=x", "b": "y"},
+        {"a": "-A1" + delimiter, "b": f"q{delimiter}'\""},
+        {"a": "'kept", "b": "@sum"},
+        {"a": "-3", "b": "+1.5e3"},
+        {"a": 12, "b": -7},
+        {"a": True, "b": False},
+        {"a": None, "b": ""},
+        {"a": "\tx", "b": "plain"},
+    ]
+
+
+def _csv_module_rows(records, delimiter: str, escape: bool) -> bytes:
+    """The reference: the cell rules' texts, quoted by the csv module."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    for record in records:
+        cells = [cell_text(record.get(c)) for c in ("a", "b")]
+        if escape:
+            cells = [escape_formula(t) if isinstance(record.get(c), str) else t
+                     for t, c in zip(cells, ("a", "b"), strict=True)]  # fmt: skip
+        writer.writerow(cells)
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("escape", [True, False])
+@pytest.mark.parametrize("delimiter", ALLOWED_DELIMITERS)
+def test_every_delimiter_quotes_the_cell_as_written(delimiter, escape):
+    """With any delimiter, `'` included, every formatter quotes a cell by its text as
+    written (formula prefix and all), so the rows read back as the cells: no shifted
+    column, no bare formula."""
+    records = _delimiter_records(delimiter)
+    expected = _csv_module_rows(records, delimiter, escape)
+    options = ExportOptions(delimiter=delimiter, escape_formulas=escape)
+    native, by_column, by_row = _three_ways(("a", "b"), options, records)
+    assert (native, by_column, by_row) == (expected, expected, expected)
+    text = json.dumps(records).encode()
+    assert format_json(text, ("a", "b"), delimiter, escape) == (expected, len(records))
+    read = list(csv.reader(io.StringIO(expected.decode(), newline=""), delimiter=delimiter))
+    assert read[0] == (["'=x", "y"] if escape else ["=x", "y"])
+
+
+def test_apostrophe_delimiter_quotes_the_escaped_formula():
+    """The issue's case: `'` as delimiter and an escaped formula is `"'=x"'y`."""
+    assert render([{"a": "=x", "b": "y"}], header=False, delimiter="'") == b"\"'=x\"'y\r\n"

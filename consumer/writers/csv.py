@@ -7,7 +7,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from consumer._csvrows import format_json, format_rows
-from consumer.writers.cells import FORMULA_START_CHARS, csv_cell
+from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 from consumer.writers.csv_columns import ColumnFormatter
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ class CsvWriter:
         if self._options.bom:
             sink.write(BOM)
         if self._options.header:
-            self._csv.writerow(self._columns)
+            # Headings are cells: a spreadsheet evaluates a formula-like one just the same.
+            escape = self._options.escape_formulas
+            self._csv.writerow([escape_formula(c) if escape else c for c in self._columns])
             self._flush()
 
     def write_json(self, text: bytes) -> int | None:
