@@ -234,3 +234,10 @@ def test_every_delimiter_quotes_the_cell_as_written(delimiter, escape):
 def test_apostrophe_delimiter_quotes_the_escaped_formula():
     """The issue's case: `'` as delimiter and an escaped formula is `"'=x"'y`."""
     assert render([{"a": "=x", "b": "y"}], header=False, delimiter="'") == b"\"'=x\"'y\r\n"
+
+
+def test_an_empty_first_cell_is_written_empty():
+    """An empty string as a batch's first cell writes nothing before the delimiter (the
+    case that passed NULL to memcpy: scripts/sanitize fails on it without the fix)."""
+    assert format_rows([{"a": "", "b": 1}], ("a", "b"), ",", True) == b",1\r\n"
+    assert format_json(b'[{"a": "", "b": 1}]', ("a", "b"), ",", True) == (b",1\r\n", 1)
