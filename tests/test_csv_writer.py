@@ -11,11 +11,12 @@ from dataclasses import replace
 import pytest
 
 from consumer._csvrows import format_json, format_rows
+from consumer.batches import decode_batch
 from consumer.structs import ExportOptions
 from consumer.writers.cells import cell_text, escape_formula
 from consumer.writers.csv import CsvWriter
 from producer_tools.records import COLUMNS, generate
-from tests.awkward_records import awkward_batch
+from tests.awkward_records import ALLOWED_DELIMITERS, awkward_batch
 
 
 def render(records, columns=("a", "b"), **options) -> bytes:
@@ -182,11 +183,6 @@ def test_one_column_rows_quote_an_empty_cell():
     assert render([{"a": ""}, {"a": None}, {"a": "x"}], columns=("a",)) == b'a\r\n""\r\n""\r\nx\r\n'
 
 
-ALLOWED_DELIMITERS = [chr(c) for c in range(0x20, 0x7F) if chr(c) != '"'] + ["\t"]
-"""Every delimiter the request schema allows in ASCII: printable characters but the
-quote, and tab."""
-
-
 def _delimiter_records(delimiter: str) -> list[dict[str, object]]:
     """Formula-like strings, the delimiter and quotes inside values, numbers, booleans."""
     return [
@@ -241,3 +237,48 @@ def test_an_empty_first_cell_is_written_empty():
     case that passed NULL to memcpy: scripts/sanitize fails on it without the fix)."""
     assert format_rows([{"a": "", "b": 1}], ("a", "b"), ",", True) == b",1\r\n"
     assert format_json(b'[{"a": "", "b": 1}]', ("a", "b"), ",", True) == (b",1\r\n", 1)
+
+
+def _fallback(text: bytes, columns=("a", "b"), **options) -> tuple[bytes, bytes, bytes | None]:
+    """What the path for messages C leaves writes: the decoder's records, through the
+    column formatter, the csv module's rows, and the C formatter (None where it declines)."""
+    records = decode_batch(text).records
+    native, by_column, by_row = _three_ways(columns, ExportOptions(**options), records)
+    assert by_column == by_row
+    return by_row, render(records, columns, header=False, **options), native
+
+
+NUMBER_TEXTS = [
+    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
+    "0.10000000000000000001", "1E5", "1e-7", "1.50", "-0", "-0.0", "1e400", "5" * 5000,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", NUMBER_TEXTS)
+def test_decoded_numbers_are_written_as_their_text(number):
+    """Every formatter writes a decoded number digit for digit as the message spells it,
+    at the top of a cell and inside nested JSON (a 5,000-digit integer and 1e400 too)."""
+    text = f'{{"a": {number}, "b": [{number}, {{"n": {number}}}]}}'.encode()
+    expected = f'{number},"[{number},{{""n"":{number}}}]"\r\n'.encode()
+    by_row, written, _ = _fallback(text)
+    assert by_row == written == expected
+    flat = f'[{{"a": {number}, "b": "x"}}, {{"a": null, "b": {number}}}]'.encode()
+    assert _fallback(flat) == (f"{number},x\r\n,{number}\r\n".encode(),) * 3
+    assert cell_text(decode_batch(text).records[0]["b"]) == f'[{number},{{"n":{number}}}]'
+
+
+@pytest.mark.parametrize("depth", [254, 255, 1022])
+def test_deeply_nested_values_are_written_whole(depth):
+    """A value nested deeper than orjson writes (254) but no deeper than it reads is
+    written as compact JSON, its numbers as written."""
+    text = b'{"a":' + b"[" * depth + b"1E5,-0" + b"]" * depth + b',"b":1}'
+    cell = b"[" * depth + b"1E5,-0" + b"]" * depth
+    assert _fallback(text)[:2] == (b'"' + cell + b'",1\r\n',) * 2
+
+
+def test_a_value_too_deep_to_decode_is_a_bad_record():
+    """Nested past 1024 levels the message is a bad record that says it is nested too deep."""
+    batch = decode_batch(b'{"a":' + b"[" * 1024 + b"]" * 1024 + b',"b":1}')
+    assert (batch.records, batch.bad) == ([], 1)
+    assert batch.problem is not None
+    assert "nested more than 1,024 levels deep" in batch.problem
