@@ -47,6 +47,12 @@ def _stdlib_loads(text: str) -> Any:
 
 # A \u escape of a surrogate: the stdlib decoder makes a lone one a str (orjson refuses it).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Escapes in order: a surrogate pair, a lone surrogate (the group), any other escape (so
+# an escaped backslash is never read as the start of one).
+_ESCAPES = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(\\u[dD][89a-fA-F])|\\.",
+    re.DOTALL,
+)
 _STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _deep = threading.Lock()
 
@@ -58,7 +64,7 @@ def loads(value: bytes) -> Any:
         document = _decode(value.decode())
     except (ValueError, RecursionError) as exc:
         raise ValueError(_reason(value, str(exc))) from exc
-    if _SURROGATE_ESCAPE.search(value) and _has_lone_surrogate(document):
+    if _SURROGATE_ESCAPE.search(value) and _has_lone_surrogate(value):
         raise ValueError(_reason(value, "a lone surrogate in a string"))
     return document
 
@@ -82,21 +88,9 @@ def _decode(text: str) -> Any:
             sys.setrecursionlimit(limit)
 
 
-def _has_lone_surrogate(document: Any) -> bool:
-    todo = [document]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            todo += item.keys()
-            todo += item.values()
-        elif isinstance(item, list):
-            todo += item
-        elif isinstance(item, str) and not item.isascii():
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                return True
-    return False
+def _has_lone_surrogate(value: bytes) -> bool:
+    """In the text, not the document: a repeated key drops the value that held it."""
+    return any(escape.group(1) for escape in _ESCAPES.finditer(value))
 
 
 def _depth(value: bytes) -> int:
