@@ -43,7 +43,8 @@ def _same_numbers(ours: Any, theirs: Any) -> bool:
     if isinstance(ours, JsonNumber):
         if isinstance(theirs, bool):
             return False
-        return (int(ours) if isinstance(theirs, int) else float(ours)) == theirs
+        number: float = int(ours) if isinstance(theirs, int) else float(ours)
+        return bool(number == theirs)
     if isinstance(ours, dict):
         return (
             isinstance(theirs, dict)
