@@ -1,11 +1,14 @@
-"""Source messages as records: the one decoding step, light enough for worker processes."""
+"""Source messages as records: the one decoding step, light enough for worker processes.
+
+Numbers are decoded as their text (`consumer.json_text.JsonNumber`), as the contract writes them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from consumer import json_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +33,14 @@ def decode_batch(value: bytes | None, max_bytes: int | None = None) -> DecodedBa
         )
         return DecodedBatch([], bad=1, problem=problem)
     try:
-        payload = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        payload = json_text.loads(value)
+    except ValueError as exc:
         return DecodedBatch([], bad=1, problem=f"message is not JSON: {exc}")
     if isinstance(payload, dict):
         return DecodedBatch([payload])
     if not isinstance(payload, list):
-        return DecodedBatch(
-            [], bad=1, problem=f"message is a JSON {type(payload).__name__}, not an object or array"
-        )
+        kind = "number" if isinstance(payload, json_text.JsonNumber) else type(payload).__name__
+        return DecodedBatch([], bad=1, problem=f"message is a JSON {kind}, not an object or array")
     records = [item for item in payload if isinstance(item, dict)]
     bad = len(payload) - len(records)
     if bad == 0:

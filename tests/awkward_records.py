@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 
+ALLOWED_DELIMITERS = [chr(c) for c in range(0x20, 0x7F) if chr(c) != '"'] + ["\t"]
+"""Every delimiter the request schema allows in ASCII: printable characters but the
+quote, and tab."""
+
 
 def awkward_text(rng: random.Random) -> str:
     alphabet = ["a", "Z", "é", "✓", " ", ",", ";", "|", '"', "\r", "\n", "\x00", "1", "."]

@@ -1,8 +1,10 @@
-"""CSV rows straight from JSON text (format_json) write what decoding it with orjson and
-formatting the records writes, and leave to Python every text orjson would reject."""
+"""CSV rows straight from JSON text (format_json) write what decoding it (numbers as
+their text) and formatting the records writes, and leave to Python every text the decoder
+refuses (orjson's strictness: tests/test_json_text.py)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import random
@@ -11,21 +13,27 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consumer._csvrows import format_json
+from consumer._csvrows import format_json, format_rows
+from consumer.batches import decode_batch
+from consumer.json_text import JsonNumber, loads
 from consumer.structs import ExportOptions
-from consumer.writers.cells import FORMULA_START_CHARS
+from consumer.writers.cells import FORMULA_START_CHARS, PLAIN_NUMBER
 from consumer.writers.csv import CsvWriter
+from consumer.writers.csv_columns import ColumnFormatter
 from producer_tools.records import COLUMNS, generate
-from tests.awkward_records import ALL_KINDS, awkward_batch, awkward_text
+from tests.awkward_records import ALL_KINDS, ALLOWED_DELIMITERS, awkward_batch, awkward_text
+from tests.json_strategies import SETTINGS, messages, typed
 
 DELIMITERS = [",", ";", "\t", "|", " ", "1", ".", "e", "t", "n"]
 
 
 def python_path(text: bytes, columns: tuple[str, ...], options: ExportOptions) -> bytes:
-    """The reference: orjson's records, written by the csv module."""
-    payload = orjson.loads(text)
-    records = [payload] if isinstance(payload, dict) else payload
+    """The reference: the service's decoder's records (numbers as their text), written by
+    the csv module."""
+    records = decode_batch(text).records
     sink = io.BytesIO()
     writer = CsvWriter(columns, replace(options, header=False, bom=False))
     writer.begin(sink)
@@ -41,19 +49,14 @@ def c_path(
 
 def assert_same_or_declined(text: bytes, columns: tuple[str, ...], options: ExportOptions) -> bool:
     """C's rows equal the reference wherever C takes the text; whether it took it."""
-    try:
-        payload = orjson.loads(text)
-    except orjson.JSONDecodeError:
+    batch = decode_batch(text)
+    if batch.bad:  # not JSON, or bad records: Python names or counts them
         assert c_path(text, columns, options) is None, text
-        return False
-    records = [payload] if isinstance(payload, dict) else payload
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        assert c_path(text, columns, options) is None, text  # bad records: Python counts them
         return False
     written = c_path(text, columns, options)
     if written is None:
         return False
-    assert written == (python_path(text, columns, options), len(records)), text
+    assert written == (python_path(text, columns, options), len(batch.records)), text
     return True
 
 
@@ -95,7 +98,7 @@ EXTRA_NUMBERS = [
     "0e999", "-0.0e0", "1E+2", "1" * 301, "1" * 300, "2e0308", "1e-0400", "0.5e309",
 ]  # fmt: skip
 """Number spellings at the edges of overflow and length, for keys no column asks for:
-orjson fails on some (infinity), and C must decline exactly those or more."""
+orjson fails on some (infinity), and C must decline at least those."""
 
 
 def json_text(records: list[dict[str, Any]], rng: random.Random, *, edges: bool = True) -> bytes:
@@ -205,10 +208,10 @@ def mutate(text: bytes, rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_what_orjson_rejects_c_leaves_to_python(seed):
-    """Valid texts with a byte changed, added, removed or cut: where orjson fails, C
-    declines (so orjson names the error); where orjson reads it, C writes its rows or
-    declines."""
+def test_what_the_decoder_refuses_c_leaves_to_python(seed):
+    """Valid texts with a byte changed, added, removed or cut: where the decoder fails, C
+    declines (so the decoder names the error); where it reads the text, C writes its rows
+    or declines."""
     rng = random.Random(1000 + seed)  # noqa: S311 - test data
     columns = ("c0", "c1", "c2")
     options = random_options(rng)
@@ -224,16 +227,13 @@ def test_what_orjson_rejects_c_leaves_to_python(seed):
     [
         b'[{"a": "\\ud800"}]',  # a lone surrogate (orjson fails)
         b'[{"a": "\\ud83d\\u0041"}]',  # a high surrogate without its low half
-        b'[{"a": 1e5}]',  # an exponent
+        b'[{"a": 1e400}]',  # infinite as a double: orjson refuses it, Python decides
         b'[{"a": 1, "x": 1e400}]',  # a skipped number that may overflow
         b'[{"a": 1, "x": 1e-5.0}]',
         b'[{"a": 1, "x": 1' + b"0" * 400 + b"e-10}]",  # 1e390: infinity, orjson fails
         b'[{"a": 1, "x": 99e307}]',
         b'[{"a": 1, "x": ' + b"1" * 301 + b"}]",  # a long number, no exponent
-        b'[{"a": 0.00001}]',  # repr() writes 1e-05
-        b'[{"a": 1234567890123456.5}]',  # more digits than a double keeps
-        b'[{"a": 18446744073709551616}]',  # past 64 bits: orjson makes a float
-        b'[{"a": -9223372036854775809}]',
+        b'[{"a": ' + b"1" * 301 + b"}]",  # a long number: might be infinite
         b'[{"a": [1]}]',  # a nested column value: orjson's compact text
         b'[{"a": {"b": 1}}]',
         b'[{"a\\u0062": 1}]',  # a key with an escape
@@ -304,7 +304,8 @@ def _value_like(rng: random.Random, depth: int = 0) -> str:
 @pytest.mark.parametrize("seed", range(10))
 def test_arbitrary_values_beside_the_columns(seed):
     """Records whose columns and other keys hold arbitrary JSON-like text, mostly valid:
-    wherever orjson fails C declines, and wherever C writes, it writes orjson's rows."""
+    wherever the decoder fails C declines, and wherever C writes, it writes the
+    reference's rows."""
     rng = random.Random(2000 + seed)  # noqa: S311 - test data
     for _ in range(300):
         members = [
@@ -317,3 +318,74 @@ def test_arbitrary_values_beside_the_columns(seed):
         text = ("[{" + ",".join(members) + "}]").encode("utf-8", "surrogatepass")
         for delimiter in (",", "1", "t"):
             assert_same_or_declined(text, ("a", "b"), ExportOptions(delimiter=delimiter))
+
+
+NUMBER_TEXTS = [
+    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
+    "0.10000000000000000001", "1E5", "1e+5", "1.50", "-0", "-0.0", "0.00001", "1e-400",
+    "1234567890123456.5", "5e-324", "1.5e300", "-1.5E-3",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", NUMBER_TEXTS)
+def test_numbers_are_copied_as_written(number):
+    """A number's cell is its text in the message, digit for digit, in C as in Python."""
+    text = f'[{{"a": {number}, "b": [{number}, {{"n": {number}}}]}}]'.encode()
+    expected = f'{number},"[{number},{{""n"":{number}}}]"\r\n'.encode()
+    assert python_path(text, ("a", "b"), ExportOptions()) == expected
+    assert format_json(b'[{"a": %s, "b": 1}]' % number.encode(), ("a", "b"), ",", True) == (
+        f"{number},1\r\n".encode(),
+        1,
+    )
+
+
+@pytest.mark.parametrize("delimiter", list("0123456789-+.eE"))
+def test_numbers_holding_the_delimiter_are_quoted(delimiter):
+    """With a digit, sign, point or exponent mark as the delimiter, a number holding it
+    is quoted, and reads back as its text."""
+    text = b'[{"a": -12.5e+30, "b": 1234567890.0E-9}]'
+    rows = python_path(text, ("a", "b"), ExportOptions(delimiter=delimiter))
+    assert format_json(text, ("a", "b"), delimiter, True) == (rows, 1)
+    read = list(csv.reader(io.StringIO(rows.decode(), newline=""), delimiter=delimiter))
+    assert read == [["-12.5e+30", "1234567890.0E-9"]]
+
+
+def _expected_cell(value: Any, escape: bool) -> Any:
+    """A cell as the contract describes it, read back: nested values decoded again."""
+    if isinstance(value, dict | list):
+        return typed(value)
+    if isinstance(value, JsonNumber) or not isinstance(value, str):
+        return {None: "", True: "true", False: "false"}.get(value, value)  # type: ignore[arg-type]
+    formula = value[:1] in FORMULA_START_CHARS and not PLAIN_NUMBER.fullmatch(value)
+    return "'" + value if escape and formula else value
+
+
+def _read_cell(cell: str, value: Any) -> Any:
+    return typed(loads(cell.encode())) if isinstance(value, dict | list) else cell
+
+
+@SETTINGS
+@given(messages, st.sampled_from([*ALLOWED_DELIMITERS, "\u00e9"]), st.booleans(), st.data())
+def test_generated_batches_are_written_as_the_cell_rules_say(drawn, delimiter, escape, data):
+    """Generated batches (numbers of every spelling, strings with every escape, nesting,
+    escaped keys) with every delimiter: C writes the reference's rows or declines; the C
+    and column formatters write the csv module's rows from the decoded records; and every
+    cell reads back as the contract's cell rules say. Mutated, C still declines what the
+    decoder refuses."""
+    text, batch = drawn[0].encode(), drawn[1]
+    columns = ("a", "b")
+    options = ExportOptions(delimiter=delimiter, escape_formulas=escape)
+    assert_same_or_declined(text, columns, options)
+    records = decode_batch(text).records
+    expected = python_path(text, columns, options)
+    assert format_rows(records, columns, delimiter, escape) in (None, expected)
+    assert ColumnFormatter(columns, delimiter, escape_formulas=escape).format(records) == (
+        expected.decode()
+    )
+    read = list(csv.reader(io.StringIO(expected.decode(), newline=""), delimiter=delimiter))
+    assert len(read) == len(batch)
+    for row, record in zip(read, batch, strict=True):
+        cells = [_read_cell(cell, record.get(c)) for cell, c in zip(row, columns, strict=True)]
+        assert cells == [_expected_cell(record.get(c), escape) for c in columns]
+    rng = random.Random(data.draw(st.integers(0, 2**32)))  # noqa: S311 - test data
+    assert_same_or_declined(mutate(text, rng), columns, options)

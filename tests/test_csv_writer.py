@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from dataclasses import replace
 
 import pytest
 
-from consumer._csvrows import format_rows
+from consumer._csvrows import format_json, format_rows
+from consumer.batches import decode_batch
 from consumer.structs import ExportOptions
 from consumer.writers.cells import cell_text, escape_formula
 from consumer.writers.csv import CsvWriter
 from producer_tools.records import COLUMNS, generate
-from tests.awkward_records import awkward_batch
+from tests.awkward_records import ALLOWED_DELIMITERS, awkward_batch
 
 
 def render(records, columns=("a", "b"), **options) -> bytes:
@@ -70,6 +72,15 @@ class TestCsvWriter:
     def test_header_cells_are_written_as_given(self):
         """Column names are the header, quoted like any cell."""
         assert render([], columns=("id", "a,b")) == b'id,"a,b"\r\n'
+
+    def test_formula_like_headings_are_escaped(self):
+        """A heading a spreadsheet would evaluate gets the leading quote, plain numbers not."""
+        columns = ("=cmd", "+x", "-y", "@z", "\tt", "\rr", "-3", "+1.5", "ok")
+        assert render([], columns=columns) == b"'=cmd,'+x,'-y,'@z,'\tt,\"'\rr\",-3,+1.5,ok\r\n"
+
+    def test_headings_are_left_alone_without_escaping(self):
+        """`escape_formulas: false` writes the headings as given, as it does the values."""
+        assert render([], columns=("=cmd", "@z"), escape_formulas=False) == b"=cmd,@z\r\n"
 
 
 @pytest.mark.parametrize(
@@ -170,3 +181,104 @@ def test_the_c_formatter_takes_most_batches_and_all_common_data():
 def test_one_column_rows_quote_an_empty_cell():
     """A one-column row with an empty cell is written `""`, so the row is not blank."""
     assert render([{"a": ""}, {"a": None}, {"a": "x"}], columns=("a",)) == b'a\r\n""\r\n""\r\nx\r\n'
+
+
+def _delimiter_records(delimiter: str) -> list[dict[str, object]]:
+    """Formula-like strings, the delimiter and quotes inside values, numbers, booleans."""
+    return [
+        {"a": "=x", "b": "y"},
+        {"a": "-A1" + delimiter, "b": f"q{delimiter}'\""},
+        {"a": "'kept", "b": "@sum"},
+        {"a": "-3", "b": "+1.5e3"},
+        {"a": 12, "b": -7},
+        {"a": True, "b": False},
+        {"a": None, "b": ""},
+        {"a": "\tx", "b": "plain"},
+    ]
+
+
+def _csv_module_rows(records, delimiter: str, escape: bool) -> bytes:
+    """The reference: the cell rules' texts, quoted by the csv module."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    for record in records:
+        cells = [cell_text(record.get(c)) for c in ("a", "b")]
+        if escape:
+            cells = [escape_formula(t) if isinstance(record.get(c), str) else t
+                     for t, c in zip(cells, ("a", "b"), strict=True)]  # fmt: skip
+        writer.writerow(cells)
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("escape", [True, False])
+@pytest.mark.parametrize("delimiter", ALLOWED_DELIMITERS)
+def test_every_delimiter_quotes_the_cell_as_written(delimiter, escape):
+    """With any delimiter, `'` included, every formatter quotes a cell by its text as
+    written (formula prefix and all), so the rows read back as the cells: no shifted
+    column, no bare formula."""
+    records = _delimiter_records(delimiter)
+    expected = _csv_module_rows(records, delimiter, escape)
+    options = ExportOptions(delimiter=delimiter, escape_formulas=escape)
+    native, by_column, by_row = _three_ways(("a", "b"), options, records)
+    assert (native, by_column, by_row) == (expected, expected, expected)
+    text = json.dumps(records).encode()
+    assert format_json(text, ("a", "b"), delimiter, escape) == (expected, len(records))
+    read = list(csv.reader(io.StringIO(expected.decode(), newline=""), delimiter=delimiter))
+    assert read[0] == (["'=x", "y"] if escape else ["=x", "y"])
+
+
+def test_apostrophe_delimiter_quotes_the_escaped_formula():
+    """The issue's case: `'` as delimiter and an escaped formula is `"'=x"'y`."""
+    assert render([{"a": "=x", "b": "y"}], header=False, delimiter="'") == b"\"'=x\"'y\r\n"
+
+
+def test_an_empty_first_cell_is_written_empty():
+    """An empty string as a batch's first cell writes nothing before the delimiter (the
+    case that passed NULL to memcpy: scripts/sanitize fails on it without the fix)."""
+    assert format_rows([{"a": "", "b": 1}], ("a", "b"), ",", True) == b",1\r\n"
+    assert format_json(b'[{"a": "", "b": 1}]', ("a", "b"), ",", True) == (b",1\r\n", 1)
+
+
+def _fallback(text: bytes, columns=("a", "b"), **options) -> tuple[bytes, bytes, bytes | None]:
+    """What the path for messages C leaves writes: the decoder's records, through the
+    column formatter, the csv module's rows, and the C formatter (None where it declines)."""
+    records = decode_batch(text).records
+    native, by_column, by_row = _three_ways(columns, ExportOptions(**options), records)
+    assert by_column == by_row
+    return by_row, render(records, columns, header=False, **options), native
+
+
+NUMBER_TEXTS = [
+    "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890",
+    "0.10000000000000000001", "1E5", "1e-7", "1.50", "-0", "-0.0", "1e400", "5" * 5000,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", NUMBER_TEXTS)
+def test_decoded_numbers_are_written_as_their_text(number):
+    """Every formatter writes a decoded number digit for digit as the message spells it,
+    at the top of a cell and inside nested JSON (a 5,000-digit integer and 1e400 too)."""
+    text = f'{{"a": {number}, "b": [{number}, {{"n": {number}}}]}}'.encode()
+    expected = f'{number},"[{number},{{""n"":{number}}}]"\r\n'.encode()
+    by_row, written, _ = _fallback(text)
+    assert by_row == written == expected
+    flat = f'[{{"a": {number}, "b": "x"}}, {{"a": null, "b": {number}}}]'.encode()
+    assert _fallback(flat) == (f"{number},x\r\n,{number}\r\n".encode(),) * 3
+    assert cell_text(decode_batch(text).records[0]["b"]) == f'[{number},{{"n":{number}}}]'
+
+
+@pytest.mark.parametrize("depth", [254, 255, 1022])
+def test_deeply_nested_values_are_written_whole(depth):
+    """A value nested deeper than orjson writes (254) but no deeper than it reads is
+    written as compact JSON, its numbers as written."""
+    text = b'{"a":' + b"[" * depth + b"1E5,-0" + b"]" * depth + b',"b":1}'
+    cell = b"[" * depth + b"1E5,-0" + b"]" * depth
+    assert _fallback(text)[:2] == (b'"' + cell + b'",1\r\n',) * 2
+
+
+def test_a_value_too_deep_to_decode_is_a_bad_record():
+    """Nested past 1024 levels the message is a bad record that says it is nested too deep."""
+    batch = decode_batch(b'{"a":' + b"[" * 1024 + b"]" * 1024 + b',"b":1}')
+    assert (batch.records, batch.bad) == ([], 1)
+    assert batch.problem is not None
+    assert "nested more than 1,024 levels deep" in batch.problem

@@ -18,6 +18,7 @@ from consumer.events import (
     utc_timestamp,
     validator,
 )
+from consumer.json_text import JsonNumber
 from consumer.runner import failed_result
 from consumer.structs import ExportFormat, ExportResult, OutputFile, ResultStatus, SourceRange
 
@@ -163,16 +164,18 @@ class TestParseEnvelope:
 
 class TestDecodeBatch:
     def test_object_and_array(self):
-        """One object or an array of objects are records."""
-        assert decode_batch(b'{"a": 1}').records == [{"a": 1}]
-        assert decode_batch(b'[{"a": 1}, {"b": 2}]').records == [{"a": 1}, {"b": 2}]
+        """One object or an array of objects are records, numbers as their text."""
+        assert decode_batch(b'{"a": 1}').records == [{"a": "1"}]
+        records = decode_batch(b'[{"a": 1.50}, {"b": -0}]').records
+        assert records == [{"a": "1.50"}, {"b": "-0"}]
+        assert isinstance(records[0]["a"], JsonNumber)
 
     @pytest.mark.parametrize(
         ("value", "bad", "kept", "words"),
         [
             (b"{oops", 1, 0, "not JSON"),
             (None, 1, 0, "tombstone"),
-            (b"42", 1, 0, "not an object or array"),
+            (b"42", 1, 0, "message is a JSON number, not an object or array"),
             (b'[{"a": 1}, 2, "x"]', 2, 1, "item 1"),
         ],
     )

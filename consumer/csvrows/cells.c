@@ -72,10 +72,11 @@ int csv_has_non_ascii(const char *s, Py_ssize_t n) {
     return 0;
 }
 
-/* Appends a cell's text; quoting as the csv module's QUOTE_MINIMAL does. 1 = fallback. */
+/* Appends a cell's text; quoting as the csv module's QUOTE_MINIMAL does, decided on the
+ * cell as written: with `'` as the delimiter, the formula prefix itself needs quotes. */
 int csv_put_text(Buffer *buf, const char *s, Py_ssize_t n, char delimiter, int formula) {
-    int quote = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    int quote = formula && delimiter == '\'';
+    for (Py_ssize_t i = 0; i < n && !quote; i++) {
         char c = s[i];
         if (c == delimiter || c == '"' || c == '\r' || c == '\n') {
             quote = 1;

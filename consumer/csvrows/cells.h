@@ -24,6 +24,9 @@ static inline int csv_grow(Buffer *buf, size_t extra) {
 }
 
 static inline int csv_put(Buffer *buf, const char *text, size_t len) {
+    if (len == 0) {
+        return 0; /* the buffer may have no data yet: memcpy(NULL, ..., 0) is undefined */
+    }
     if (csv_grow(buf, len) < 0) {
         return -1;
     }

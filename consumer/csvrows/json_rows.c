@@ -4,18 +4,18 @@
  *
  * text: a message value; the rest as format_rows. When the text is a JSON array of
  * objects, or one object, within the subset below, returns the rows (the bytes decoding
- * it with orjson and formatting the records writes; tests/test_csv_json.py holds it to
- * that) and the number of records. Decoding JSON into Python objects only to read them
- * back was most of a CSV export's CPU time.
+ * it with consumer.batches and formatting the records writes; tests/test_csv_json.py
+ * holds it to that) and the number of records. Decoding JSON into Python objects only
+ * to read them back was most of a CSV export's CPU time. A number's cell is its text,
+ * copied as it is.
  *
  * Returns None, and the Python path takes the message, for anything outside the subset:
- * text that is not valid JSON (orjson then names the error), items that are not objects
- * (counted as bad records there), keys with escapes, integers past 64 bits (orjson makes
- * floats of them), numbers with an exponent or with more significant digits than a
- * double keeps, floats repr() prints with an exponent, objects or arrays as column
- * values, nesting past MAX_DEPTH, and the cases format_rows leaves to Python. What it
- * accepts it validates as strictly as orjson: UTF-8, control characters, escapes and
- * surrogate pairs, the number grammar and overflow, nothing after the document.
+ * text that is not valid JSON (the decoder then names the error), items that are not
+ * objects (counted as bad records there), keys with escapes, numbers that might be
+ * infinite as doubles (orjson refuses those; the Python path decides), objects or arrays
+ * as column values, nesting past MAX_DEPTH, and the cases format_rows leaves to Python.
+ * What it accepts it validates as strictly as orjson: UTF-8, control characters, escapes
+ * and surrogate pairs, the number grammar, nothing after the document.
  *
  * The text is read without the GIL held, so the worker's reply thread runs meanwhile.
  */
@@ -26,9 +26,7 @@
 #include "csvrows.h"
 
 #define MAX_DEPTH 64
-#define FLOAT_DIGITS 15 /* DBL_DIG: such decimals survive a round trip unchanged */
-#define FIXED_DIGITS 16 /* under 1e16 repr() prints a float in fixed notation */
-#define SKIPPED_NUMBER 300 /* a skipped number with no exponent this long is finite */
+#define LONG_NUMBER 300 /* a number with no exponent this long is finite as a double */
 #define MAX_EXPONENT 308   /* 1e308 is a double; 1e309 is infinity */
 
 enum { OK = 0, DECLINE = 1, NO_MEMORY = -1, CLOSED = 2 /* a container's end was read */ };
@@ -38,9 +36,7 @@ typedef enum {
     JSON_NULL,
     JSON_TRUE,
     JSON_FALSE,
-    INTEGER,
-    FLOAT,
-    OTHER_NUMBER, /* valid, but no cell is written from it here */
+    NUMBER,
     TEXT,
     ESCAPED,
 } Kind;
@@ -66,7 +62,7 @@ typedef struct {
     Value *values;
     char delimiter;
     int escape;
-    int quote_numbers;  /* the delimiter is a digit, sign or point */
+    int quote_numbers;  /* the delimiter is a digit, sign, point or exponent mark */
     int quote_booleans; /* the delimiter is a letter of true or false */
     uint64_t delimiter_word;
     unsigned char plain[256]; /* plain_byte, with the delimiter taken out */
@@ -242,19 +238,13 @@ static int scan_string(Parser *ps, Value *value) {
     return OK;
 }
 
-/* Whether orjson makes an int of these digits (a float past 64 bits): up to 2**64 - 1,
- * down to -2**63. Equal-length digit strings compare as their numbers do. */
-static int fits_64_bits(const char *digits, Py_ssize_t len, int negative) {
-    const char *limit = negative ? "9223372036854775808" : "18446744073709551615";
-    Py_ssize_t limit_len = (Py_ssize_t)strlen(limit);
-    return len < limit_len || (len == limit_len && memcmp(digits, limit, (size_t)len) <= 0);
-}
-
-/* A number at the cursor, by JSON's grammar: INTEGER or FLOAT when it is in the subset
- * a column takes, OTHER_NUMBER when valid but outside it (a skipped value may be that). */
+/* A number at the cursor, by JSON's grammar, declined where it might be infinite as a
+ * double: under 10 ** (whole digits +/- exponent) <= 1e308 it is finite; underflow is
+ * 0.0, which orjson takes. */
 static int scan_number(Parser *ps, Value *value) {
     const char *p = ps->p;
     const char *end = ps->end;
+    value->kind = NUMBER;
     value->start = p;
     if (p < end && *p == '-') {
         p++;
@@ -270,9 +260,8 @@ static int scan_number(Parser *ps, Value *value) {
         return DECLINE;
     }
     Py_ssize_t whole_digits = p - whole;
-    const char *fraction = NULL;
     if (p < end && *p == '.') {
-        fraction = ++p;
+        const char *fraction = ++p;
         while (p < end && is_digit(*p)) {
             p++;
         }
@@ -281,8 +270,6 @@ static int scan_number(Parser *ps, Value *value) {
         }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        /* Never a column's (repr() may print it either way); skipped, where it cannot
-         * overflow: under 10 ** (whole digits +/- exponent) <= 1e308. Underflow is 0.0. */
         int negative = ++p < end && *p == '-';
         if (p < end && (*p == '+' || *p == '-')) {
             p++;
@@ -296,37 +283,10 @@ static int scan_number(Parser *ps, Value *value) {
         if (p == digits || (p < end && is_digit(*p)) || magnitude > MAX_EXPONENT) {
             return DECLINE;
         }
-        value->kind = OTHER_NUMBER;
-        value->end = ps->p = p;
-        return OK;
-    }
-    value->end = ps->p = p;
-    if (p - value->start > SKIPPED_NUMBER) {
+    } else if (p - value->start > LONG_NUMBER) {
         return DECLINE;
     }
-    if (fraction == NULL) {
-        int negative = whole != value->start;
-        value->kind = fits_64_bits(whole, whole_digits, negative) ? INTEGER : OTHER_NUMBER;
-        return OK;
-    }
-    /* Significant digits, and the zeros between the point and the first of them. */
-    const char *first = NULL, *last = NULL;
-    for (const char *d = whole; d < p; d++) {
-        if (is_digit(*d) && *d != '0') {
-            first = first ? first : d;
-            last = d;
-        }
-    }
-    value->kind = OTHER_NUMBER;
-    if (first == NULL) {
-        value->kind = FLOAT; /* zero */
-    } else if (whole_digits <= FIXED_DIGITS) {
-        Py_ssize_t significant = last - first + 1 - (first < fraction && last >= fraction);
-        int small = *whole == '0' && first - fraction > 3; /* under 1e-4: repr() uses e-05 */
-        if (significant <= FLOAT_DIGITS && !small) {
-            value->kind = FLOAT;
-        }
-    }
+    value->end = ps->p = p;
     return OK;
 }
 
@@ -444,10 +404,8 @@ static int scan_column_value(Parser *ps, Value *value) {
     case '{':
     case '[':
         return DECLINE; /* its cell is orjson's compact text */
-    default: {
-        int status = scan_number(ps, value);
-        return status == OK && value->kind == OTHER_NUMBER ? DECLINE : status;
-    }
+    default:
+        return scan_number(ps, value);
     }
 }
 
@@ -495,17 +453,6 @@ static int scan_record(Parser *ps) {
 static inline int put_plain(Parser *ps, const char *s, Py_ssize_t n, int may_hold_delimiter) {
     return may_hold_delimiter ? csv_put_text(&ps->out, s, n, ps->delimiter, 0)
                               : csv_put(&ps->out, s, (size_t)n);
-}
-
-/* A float's text as repr() prints it: the digits as given, trailing zeros of the
- * fraction dropped but one. scan_number let only those through where that holds. */
-static int put_float(Parser *ps, const Value *value) {
-    const char *point = memchr(value->start, '.', (size_t)(value->end - value->start));
-    const char *last = value->end - 1;
-    while (last > point + 1 && *last == '0') {
-        last--;
-    }
-    return put_plain(ps, value->start, last + 1 - value->start, ps->quote_numbers);
 }
 
 static char *put_utf8(char *out, long code) {
@@ -584,7 +531,6 @@ static int put_row(Parser *ps) {
         switch (value->kind) {
         case MISSING:
         case JSON_NULL:
-        case OTHER_NUMBER: /* scan_column_value declined it */
             break;
         case JSON_TRUE:
             status = put_plain(ps, "true", 4, ps->quote_booleans);
@@ -592,15 +538,8 @@ static int put_row(Parser *ps) {
         case JSON_FALSE:
             status = put_plain(ps, "false", 5, ps->quote_booleans);
             break;
-        case INTEGER: {
-            Py_ssize_t len = value->end - value->start;
-            int negative_zero = len == 2 && value->start[0] == '-' && value->start[1] == '0';
-            status = negative_zero ? put_plain(ps, "0", 1, ps->quote_numbers)
-                                   : put_plain(ps, value->start, len, ps->quote_numbers);
-            break;
-        }
-        case FLOAT:
-            status = put_float(ps, value);
+        case NUMBER: /* its text, as written: the contract's cell */
+            status = put_plain(ps, value->start, value->end - value->start, ps->quote_numbers);
             break;
         case TEXT: {
             Py_ssize_t len = value->end - value->start;
@@ -720,7 +659,7 @@ PyObject *csv_format_json(PyObject *self, PyObject *args) {
         .values = values,
         .delimiter = delimiter_text[0],
         .escape = escape,
-        .quote_numbers = strchr("0123456789-.", delimiter_text[0]) != NULL,
+        .quote_numbers = strchr("0123456789-+.eE", delimiter_text[0]) != NULL,
         .quote_booleans = strchr("truefals", delimiter_text[0]) != NULL,
     };
     memcpy(ps.plain, plain_byte, sizeof ps.plain);

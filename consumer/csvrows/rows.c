@@ -6,8 +6,9 @@
  * character. Returns the rows as UTF-8, each ending in CRLF, exactly as the csv module
  * writes the contract's cells (tests/test_csv_writer.py holds it to that byte for byte),
  * or None when a value needs the Python path: a float outside the magnitudes where
- * repr() prints JSON's notation, a value that is not a str, int, float, bool or null, or
- * a formula-like string with non-ASCII text (Python's \d matches other digits).
+ * repr() prints JSON's notation, a value that is not a str (a number's text included),
+ * int, float, bool or null, or a formula-like string with non-ASCII text (Python's \d
+ * matches other digits).
  */
 
 #include <math.h>
@@ -29,7 +30,9 @@ static int put_cell(Buffer *buf, PyObject *value, char delimiter, int escape) {
     if (value == Py_False) {
         return csv_put_text(buf, "false", 5, delimiter, 0);
     }
-    if (PyUnicode_CheckExact(value)) {
+    /* A str subclass too: consumer.json_text.JsonNumber, a number's text (a plain
+     * number, so formula escaping leaves it as it is). */
+    if (PyUnicode_Check(value)) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(value, &n);
         if (s == NULL) {

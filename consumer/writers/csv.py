@@ -7,7 +7,8 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from consumer._csvrows import format_json, format_rows
-from consumer.writers.cells import FORMULA_START_CHARS, csv_cell
+from consumer.json_text import JsonNumber
+from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 from consumer.writers.csv_columns import ColumnFormatter
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class CsvWriter:
         if self._options.bom:
             sink.write(BOM)
         if self._options.header:
-            self._csv.writerow(self._columns)
+            # Headings are cells: a spreadsheet evaluates a formula-like one just the same.
+            escape = self._options.escape_formulas
+            self._csv.writerow([escape_formula(c) if escape else c for c in self._columns])
             self._flush()
 
     def write_json(self, text: bytes) -> int | None:
@@ -92,14 +95,15 @@ class CsvWriter:
         escape = self._options.escape_formulas
         starts = FORMULA_START_CHARS
         # One comprehension with no call per common cell: strings that cannot be
-        # formulas, ints, nulls and floats in fixed notation go to the csv module as they
-        # are (it writes them as the cell rules say: str(), empty, repr()); the rest take
-        # the slow path. Floats in [1e-4, 1e16) print the same shortest digits in fixed
-        # notation from repr() as from JSON; outside that range the notations differ.
+        # formulas, numbers' texts, ints, nulls and floats in fixed notation go to the csv
+        # module as they are (it writes them as the cell rules say: str(), empty, repr());
+        # the rest take the slow path. Floats in [1e-4, 1e16) print the same shortest
+        # digits in fixed notation from repr() as from JSON; outside that range they differ.
         rows = [
             [
                 v
                 if ((t := type(v := record.get(c))) is str and not (escape and v[:1] in starts))  # type: ignore[index]
+                or t is JsonNumber
                 or t is int
                 or v is None
                 or (t is float and (1e-4 <= v < 1e16 or -1e16 < v <= -1e-4 or v == 0.0))  # noqa: PLR2004

@@ -1,11 +1,12 @@
 """A batch of records as CSV text, formatted a column at a time.
 
 The row-by-row writer spends most of its time in Python per cell. Here each column is
-pulled out at once and its value types taken as a set; a column of strings, or of
-numbers, booleans and nulls, is converted and checked for formula starts and quoting by
-C-level calls over the whole column (`map`, `orjson.dumps`, `str.join`, one regex
-search). A column of any other kind takes the cell rules value by value. The bytes are
-the csv module's, which a differential test holds it to.
+pulled out at once and its value types taken as a set; a column of strings and numbers'
+texts (`JsonNumber`), or of Python numbers, booleans and nulls, is converted and checked
+for formula starts and quoting by C-level calls over the whole column (`map`,
+`orjson.dumps`, `str.join`, one regex search). A column of any other kind takes the cell
+rules value by value. The bytes are the csv module's, which a differential test holds it
+to.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.json_text import JsonNumber
 from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
 _NONE = type(None)
 _JSON_SCALARS = frozenset({int, float, bool, _NONE})
+# Strings and numbers' texts: a number's text is always a plain number, never escaped.
+_TEXTS = frozenset({str, JsonNumber, _NONE})
 _first_char = itemgetter(slice(0, 1))
 
 
@@ -59,7 +63,7 @@ class ColumnFormatter:
 
     def _texts(self, values: list[Any]) -> list[str]:
         kinds = set(map(type, values))
-        if kinds <= {str, _NONE}:
+        if kinds <= _TEXTS:
             texts = [v or "" for v in values] if _NONE in kinds else values
             if self._escape_formulas and not FORMULA_START_CHARS.isdisjoint(
                 map(_first_char, texts)

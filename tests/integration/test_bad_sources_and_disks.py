@@ -128,6 +128,40 @@ async def test_source_problems_fail_with_the_reason_and_offset(harness):
     assert parts(harness) == []
 
 
+def deep_record(depth: int, key: str = "amount") -> bytes:
+    """One record whose `key` holds arrays nested `depth` deep around 1E5 and -0."""
+    value = b"[" * depth + b"1E5,-0" + b"]" * depth
+    return b'{"id": 1, "name": "n", "%s": %s}' % (key.encode(), value)
+
+
+async def test_deeply_nested_values_are_written_or_bad_records(harness):
+    """Values 254, 255 and 1022 levels deep are written whole (in CSV and PDF), as is one
+    in a key no column asks for; one 1024 deep (past what the decoder reads, in its
+    record) is a bad record at its offset that says it is nested too deep, and skippable."""
+    depths = [254, 255, 1022, 1024]
+    batches = [deep_record(d) for d in depths] + [deep_record(1022, key="x")]
+    start, end = await harness.write_batches(batches)
+    too_deep = start + 3
+    async with harness.service():
+        await harness.send_request(harness.request("deep-fail", start, end))
+        options = {"max_bad_records": 1}
+        await harness.send_request(harness.request("deep-skip", start, end, options=options))
+        await harness.send_request(harness.request("deep-pdf", start, too_deep, format="pdf"))
+        failed = await harness.result("deep-fail")
+        skipped = await harness.result("deep-skip")
+        pdf = await harness.result("deep-pdf")
+    assert failed["status"] == "failed"
+    assert failed["error"]["reason"] == "bad_record"
+    assert failed["error"]["offset"] == too_deep
+    words = f"bad record at offset {too_deep}: message is not JSON: nested more than 1,024 levels"
+    assert words in failed["error"]["message"]
+    assert (skipped["status"], skipped["records"], skipped["skipped"]) == ("completed", 4, 1)
+    written = [b'1,n,"' + b"[" * d + b"1E5,-0" + b"]" * d + b'"' for d in depths[:3]]
+    expected = [b"id,name,amount", *written, b"1,n,", b""]
+    assert output_of(skipped).read_bytes().split(b"\r\n") == expected
+    assert (pdf["status"], pdf["records"]) == ("completed", 3)
+
+
 async def test_huge_values_print_whole_in_csv_and_cut_in_pdf(harness):
     huge = "é" * 400_000  # 800 KB of UTF-8 in one cell, under Kafka's default message limit
     deep: Any = "bottom"

@@ -96,6 +96,28 @@ class TestPdfReport:
             for png in (first_png, last_png):
                 png.replace(Path(os.environ["EXPORT_KEEP_PNG"]) / png.name)
 
+    async def test_numbers_print_as_written(self, harness):
+        """Numbers print digit for digit as the message spells them, nested ones too."""
+        message = (
+            b'[{"id": 18446744073709551616, "name": "x", "amount": 0.10000000000000000001,'
+            b' "note": {"n": 1E5, "m": -0}},'
+            b' {"id": 1.50, "name": "y", "amount": 123456789012345678901234567890,'
+            b' "note": [1.50, -0.0]}]'
+        )
+        start, end = await harness.write_batches([message])
+        columns = ["id", "name", "amount", "note"]
+        async with harness.service():
+            request = harness.request("numbers", start, end, format="pdf", columns=columns)
+            await harness.send_request(request)
+            result = await harness.result("numbers")
+        assert result["status"] == "completed", result
+        text = pypdf.PdfReader(output_of(result)).pages[0].extract_text()
+        for literal in [
+            "18446744073709551616", "0.10000000000000000001", '{"n":1E5,"m":-0}', "1.50",
+            "123456789012345678901234567890", "[1.50,-0.0]",
+        ]:  # fmt: skip
+            assert literal in text, literal
+
     async def test_page_limit_is_too_large_and_leaves_nothing(self, harness):
         """A report past EXPORT_PDF_MAX_PAGES fails with `too_large`; no file appears."""
         start, end = await harness.write_batches([records(50)])
