@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.errors import SourceUnavailable
+from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -93,12 +94,9 @@ class SourceReader:
     async def _check_source(self) -> None:
         src = self._source
         try:
-            # A metadata request for all topics: asking for one by name would create
-            # it on brokers that auto-create topics.
-            topics = await self._consumer.topics()
-            if src.topic not in topics:
+            partitions = await topic_partitions(self._consumer, src.topic)
+            if partitions is None:
                 raise SourceUnavailable(f"source.topic: topic {src.topic!r} does not exist")
-            partitions = self._consumer.partitions_for_topic(src.topic) or set()
             if src.partition not in partitions:
                 raise SourceUnavailable(
                     f"source.partition: topic {src.topic!r} has no partition {src.partition} "

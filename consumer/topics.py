@@ -1,4 +1,5 @@
-"""Creates the service's topics (for `dev` and tests; production creates them by hand)."""
+"""Creates the service's topics (for `dev` and tests; production creates them by hand), and
+reads which partitions a topic has without creating it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from aiokafka import AIOKafkaConsumer
 
     from consumer.settings import Settings
 
@@ -51,3 +54,19 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
         )
     finally:
         await admin.close()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> frozenset[int] | None:
+    """The partitions of `topic`, or None when it does not exist, from fresh metadata.
+
+    One metadata request for all topics: asking for one by name would create it on
+    brokers that auto-create topics. `consumer.topics()` makes that request but keeps only
+    the names, and `consumer.partitions_for_topic()` reads the client's own cache, which
+    on Apache Kafka knows no topic at all until the consumer is assigned one (aiokafka
+    bootstraps with an empty topic list, which Kafka answers with no topics; Tansu, with
+    all of them).
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - see the docstring
+    if topic not in cluster.topics():
+        return None
+    return frozenset(cluster.partitions_for_topic(topic) or ())
