@@ -76,20 +76,38 @@ def _say_once_when_quiet(config: pytest.Config) -> None:
             reporter.write_line(choice.why)
 
 
+@functools.cache
+def kafka_at_hand() -> bool:
+    """Whether Apache Kafka can run here, whichever broker the session uses."""
+    if broker_choice().kind == "kafka":
+        return True
+    if broker_choice().kind == "embedded":
+        return False  # by choice, or because it cannot
+    try:
+        resolve_jars()
+    except KafkaUnavailable:
+        return False
+    return True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need Kafka's DeleteRecords cannot run on the embedded Tansu: deselect them
-    there, by name in the report, rather than let them pass or skip without checking."""
+    """Tests that need what only Apache Kafka has (DeleteRecords, its own TLS and SASL
+    listeners) cannot run on the embedded Tansu: deselect them there, by name in the
+    report, rather than let them pass or skip without checking."""
     _say_once_when_quiet(config)
-    if broker_choice().kind != "embedded":
-        return
-    unrunnable = [item for item in items if item.get_closest_marker("needs_delete_records")]
+    markers = []
+    if broker_choice().kind == "embedded":
+        markers.append("needs_delete_records")
+    if not kafka_at_hand():
+        markers.append("needs_apache_kafka")
+    unrunnable = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if unrunnable:
         config.hook.pytest_deselected(items=unrunnable)
         items[:] = [item for item in items if item not in unrunnable]
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            names = ", ".join(item.name for item in unrunnable)
-            reporter.write_line(f"deselected on the embedded broker (no DeleteRecords): {names}")
+            names = ", ".join(sorted({getattr(i, "originalname", i.name) for i in unrunnable}))
+            reporter.write_line(f"deselected, as they need Apache Kafka: {names}")
 
 
 @pytest.fixture(scope="session")
@@ -133,17 +151,10 @@ class OwnBroker:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
-    """A broker of the test's own, started, for outages: Apache Kafka unless the session
-    runs on Tansu (with an existing cluster, Kafka when it is at hand)."""
-    kind = broker_choice().kind
-    if kind == "existing":
-        try:
-            resolve_jars()
-            kind = "kafka"
-        except KafkaUnavailable:
-            kind = "embedded"
+    """A broker of the test's own, started, for outages: Apache Kafka when it can run here
+    and the session is not on Tansu, else the embedded Tansu."""
     own: OwnBroker
-    if kind == "kafka":
+    if kafka_at_hand():
         own = OwnBroker(ApacheKafka(tmp_path / "kafka"), idempotence=True, durable=True)
     else:
         own = OwnBroker(EmbeddedBroker(port=free_port()), idempotence=False, durable=False)
