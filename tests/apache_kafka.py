@@ -405,3 +405,14 @@ def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+if __name__ == "__main__":
+    # `python -m tests.apache_kafka`: resolve the jars now (CI does, before the tests) and
+    # print where they are; exit 1 with the reason when they cannot be.
+    import sys
+
+    try:
+        print(resolve_jars())
+    except KafkaUnavailable as exc:
+        sys.exit(f"Apache Kafka {KAFKA_VERSION} for the tests: {exc}")
