@@ -106,7 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in unrunnable]
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            names = ", ".join(sorted({getattr(i, "originalname", i.name) for i in unrunnable}))
+            names = ", ".join(sorted(item.name for item in unrunnable))
             reporter.write_line(f"deselected, as they need Apache Kafka: {names}")
 
 

@@ -1,9 +1,10 @@
 """The broker goes away for 15 s during traffic and comes back; nothing is lost.
 
-Runs on a broker of its own, which it stops and starts: Apache Kafka, with the idempotent
-producer on, keeps its data across the restart. On the embedded Tansu, which keeps its data
-in memory only, the test puts back after the restart what a durable broker would still hold
-(topics, requests at their old offsets, records). Either way the service reconnects on its own.
+Runs on a broker of its own, which it stops (or, on Apache Kafka, kills with SIGKILL) and
+starts: Apache Kafka, with the idempotent producer on, keeps its data across the restart.
+On the embedded Tansu, which keeps its data in memory only, the test puts back after the
+restart what a durable broker would still hold (topics, requests at their old offsets,
+records). Either way the service reconnects on its own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from consumer.topics import ensure_topics
+from tests.apache_kafka import ApacheKafka
 from tests.conftest import RestartableBroker
 from tests.integration.harness import Harness, scrape
 from tests.integration.processes import ServiceProcess
@@ -28,10 +32,14 @@ async def readyz(service: ServiceProcess) -> tuple[int, str]:
     return await asyncio.to_thread(scrape, service.metrics_port, "/readyz")
 
 
+@pytest.mark.parametrize(
+    "how", ["stop", pytest.param("kill", marks=pytest.mark.needs_apache_kafka)]
+)
 async def test_broker_outage_not_ready_meanwhile_then_reconnects_and_loses_nothing(
-    tmp_path, own_broker
+    tmp_path, own_broker, how
 ):
-    """Broker gone for 15 s mid-export: /readyz 503 meanwhile, then every export done once."""
+    """Broker stopped or killed for 15 s mid-export: /readyz 503 meanwhile, then every
+    export done once."""
     broker = own_broker.broker
     harness = Harness(broker.bootstrap_servers, own_broker.idempotence, tmp_path=tmp_path)
     trickle = f"{harness.records_topic}-trickle"
@@ -49,7 +57,7 @@ async def test_broker_outage_not_ready_meanwhile_then_reconnects_and_loses_nothi
         await harness.send_request(harness.request("through", 0, 4, source=source))
         await service.wait_for_log("export_started", "through")
 
-        await _outage(broker, service)
+        await _outage(broker, service, how)
         broker.start()
         if own_broker.durable:
             await harness.write_batches([rows(2, 1), rows(3, 1)], topic=trickle)
@@ -87,9 +95,13 @@ async def test_broker_outage_not_ready_meanwhile_then_reconnects_and_loses_nothi
     assert service.starts == 1  # it reconnected by itself; no restart
 
 
-async def _outage(broker: RestartableBroker, service: ServiceProcess) -> None:
-    """Stop the broker for OUTAGE_S; the service must say it is not ready, and why."""
-    broker.stop()
+async def _outage(broker: RestartableBroker, service: ServiceProcess, how: str) -> None:
+    """Stop (or kill) the broker for OUTAGE_S; the service must say it is not ready, and why."""
+    if how == "kill":
+        assert isinstance(broker, ApacheKafka)
+        broker.kill()  # no controlled shutdown: the restart recovers the log
+    else:
+        broker.stop()
     stopped = time.monotonic()
     status, body = await readyz(service)
     while status == 200:
