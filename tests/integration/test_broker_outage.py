@@ -111,3 +111,38 @@ async def _outage(broker: RestartableBroker, service: ServiceProcess, how: str) 
     assert body.startswith("not ready: broker unreachable"), body
     await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
     assert (await readyz(service))[0] == 503
+
+
+@pytest.mark.needs_apache_kafka
+async def test_an_export_whose_turn_comes_while_the_broker_is_away_waits_for_it(
+    tmp_path, own_broker
+):
+    """An export that starts reading while the broker is down waits for it, then completes."""
+    broker = own_broker.broker
+    harness = Harness(broker.bootstrap_servers, own_broker.idempotence, tmp_path=tmp_path)
+    # A session that outlives the outage: no rebalance cancels and redelivers the export,
+    # so what it does when it meets the missing broker is what gets published.
+    # The deadline falls inside the outage for the first export, and after it for the second,
+    # which begins once the first has timed out: 12 s against 15 s away (plus the restart).
+    service = ServiceProcess(
+        harness, "away", timeout_s=12, session_timeout_ms=60_000, heartbeat_interval_ms=1000
+    )
+    try:
+        await harness.start()
+        await service.start()
+        start, end = await harness.write_batches([rows(0, 2), rows(2, 2)])
+        # The first request for "x" waits for records never written until its deadline;
+        # the second, for the same id, waits for the first (one export per id at a time)
+        # and begins reading once the first has timed out, while the broker is away.
+        await harness.send_request(harness.request("x", start, end + 100))
+        await harness.send_request(harness.request("x", start, end))
+        await service.wait_for_log("export_started", "x", count=2)
+        await _outage(broker, service, "stop")
+        broker.start()
+        first = await harness.result("x", wait_s=90)
+        second = await harness.result("x", nth=2, wait_s=90)
+    finally:
+        service.stop()
+        await harness.stop()
+    assert (first["status"], first["error"]["reason"]) == ("failed", "timeout")
+    assert (second["status"], second["records"]) == ("completed", 4), second
