@@ -3,6 +3,7 @@ in a container, in `dev`'s log file), short lines for people at a terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from contextvars import ContextVar
@@ -14,6 +15,7 @@ import orjson
 from consumer.settings import LogFormat
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
@@ -128,3 +130,18 @@ def _handler(handler: logging.Handler, formatter: logging.Formatter) -> logging.
     handler.setFormatter(formatter)
     handler.addFilter(ExportContext())
     return handler
+
+
+@contextlib.contextmanager
+def silenced(*names: str) -> Iterator[None]:
+    """Drop the named loggers' records below CRITICAL for a while: for a client library's
+    error lines about a failure that is about to be raised, and said, once, by us."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer.errors import StartupError
 from consumer.events import encode_progress, encode_result
+from consumer.logs import silenced
 from consumer.settings import env_name
 
 if TYPE_CHECKING:
@@ -47,13 +48,11 @@ class ResultPublisher:
 
     async def start(self) -> None:
         """Connect; with idempotence on, this is when the broker hands out a producer id."""
-        sender_log = logging.getLogger("aiokafka.producer.sender")
-        level = sender_log.level
-        # A refused InitProducerId is logged there as an error, then raised; the raise
-        # becomes start-up's one line, so the log line would only repeat it.
-        sender_log.setLevel(logging.CRITICAL)
         try:
-            await self._producer.start()
+            # A refused InitProducerId is logged there as an error, then raised; the raise
+            # becomes start-up's one line, so the log line would only repeat it.
+            with silenced("aiokafka.producer.sender"):
+                await self._producer.start()
         except KafkaConnectionError:
             await self._producer.stop()
             raise
@@ -66,8 +65,6 @@ class ResultPublisher:
                 f"producer id for the idempotent producer (InitProducerId: {exc}); for a "
                 f"broker without it, set {env_name('enable_idempotence')}=false"
             ) from exc
-        finally:
-            sender_log.setLevel(level)
         self._started = True
 
     async def partitions_for(self, topic: str) -> set[int]:

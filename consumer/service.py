@@ -10,10 +10,10 @@ from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, InvalidSessionTimeoutError, KafkaError
 
 from consumer.csv_pool import CsvWorkerPool
-from consumer.errors import InvalidRequest, PoisonMessage, StartupError
+from consumer.errors import InvalidRequest, PoisonMessage, SettingsError, StartupError
 from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
 from consumer.limiter import ExportLimiter
@@ -173,7 +173,18 @@ class ExportService:
         while not self._stopping.is_set():
             self._apply_backpressure(consumer)
             free = self.limiter.capacity - self.limiter.running - self.limiter.waiting
-            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1))
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1)
+                )
+            except InvalidSessionTimeoutError as exc:
+                # Known only when joining the group: before any request was taken.
+                raise SettingsError(
+                    f"the broker refuses {env_name('session_timeout_ms')}="
+                    f"{self.settings.session_timeout_ms}: it is outside the broker's "
+                    "group.min.session.timeout.ms .. group.max.session.timeout.ms "
+                    "(Kafka's defaults: 6000 .. 1800000)"
+                ) from exc
             for messages in fetched.values():
                 for message in messages:
                     self._dispatch(message)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer.errors import SourceUnavailable
+from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,6 +29,8 @@ FETCH_BUDGET_BYTES = 4 * 1024 * 1024
 fetch (fewer round trips: 1,000,000 records took 1.3 s instead of 2.0 s at 512 KiB),
 five read 512 KiB to 1 MiB each, so memory stays flat as exports are added."""
 MIN_FETCH_BYTES = 512 * 1024
+RECONNECT_S = 1.0
+"""Pause between attempts to reach a broker that was away when an export started."""
 
 
 def fetch_bytes_for(exports: int) -> int:
@@ -64,7 +68,15 @@ class SourceReader:
         """The next offset to read; reaches `end_offset` when the range is done."""
 
     async def start(self) -> None:
-        await self._consumer.start()
+        """Connect, then check the source. A broker that is merely away (down, restarting)
+        is waited for, as `batches()` waits for it, within the caller's deadline."""
+        while True:
+            try:
+                await self._consumer.start()
+                break
+            except KafkaConnectionError as exc:
+                log.debug("source: broker unreachable, retrying: %s", exc)
+                await asyncio.sleep(RECONNECT_S)
         self._started = True
         await self._check_source()
 
@@ -93,12 +105,9 @@ class SourceReader:
     async def _check_source(self) -> None:
         src = self._source
         try:
-            # A metadata request for all topics: asking for one by name would create
-            # it on brokers that auto-create topics.
-            topics = await self._consumer.topics()
-            if src.topic not in topics:
+            partitions = await topic_partitions(self._consumer, src.topic)
+            if partitions is None:
                 raise SourceUnavailable(f"source.topic: topic {src.topic!r} does not exist")
-            partitions = self._consumer.partitions_for_topic(src.topic) or set()
             if src.partition not in partitions:
                 raise SourceUnavailable(
                     f"source.partition: topic {src.topic!r} has no partition {src.partition} "

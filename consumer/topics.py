@@ -1,5 +1,6 @@
 """The service's topics: created by `dev` and tests, required at start-up by `run`
-(production creates them by hand, or lets the broker create them)."""
+(production creates them by hand, or lets the broker create them), and which partitions a
+topic has, read without creating it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from consumer.errors import StartupError
+from consumer.logs import silenced
 from consumer.settings import env_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from aiokafka import AIOKafkaConsumer
 
     from consumer.publisher import ResultPublisher
     from consumer.settings import Settings
@@ -70,8 +74,10 @@ async def require_topics(settings: Settings, publisher: ResultPublisher) -> None
     }
     for field, topic in own.items():
         try:
+            # aiokafka logs an error on every retry while the topic is missing.
             async with asyncio.timeout(TOPIC_CHECK_S):
-                await publisher.partitions_for(topic)
+                with silenced("aiokafka.cluster"):
+                    await publisher.partitions_for(topic)
         except TopicAuthorizationFailedError as exc:
             raise StartupError(
                 f"the topic {topic!r} ({env_name(field)}) is not accessible to this service's "
@@ -84,3 +90,19 @@ async def require_topics(settings: Settings, publisher: ResultPublisher) -> None
                 f"{settings.bootstrap_servers} and was not created when asked for ({why}): "
                 f"create it, or allow auto-creation"
             ) from exc
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> frozenset[int] | None:
+    """The partitions of `topic`, or None when it does not exist, from fresh metadata.
+
+    One metadata request for all topics: asking for one by name would create it on
+    brokers that auto-create topics. `consumer.topics()` makes that request but keeps only
+    the names, and `consumer.partitions_for_topic()` reads the client's own cache, which
+    on Apache Kafka knows no topic at all until the consumer is assigned one (aiokafka
+    bootstraps with an empty topic list, which Kafka answers with no topics; Tansu, with
+    all of them).
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - see the docstring
+    if topic not in cluster.topics():
+        return None
+    return frozenset(cluster.partitions_for_topic(topic) or ())

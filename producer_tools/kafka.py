@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.settings import Settings, env_name, load_settings
+from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -55,12 +56,12 @@ class ResultWaiter:
 
     async def start(self) -> None:
         await self._consumer.start()
-        if self._topic not in await self._consumer.topics():
+        partitions = await topic_partitions(self._consumer, self._topic)
+        if partitions is None:
             await self._consumer.stop()
             raise RuntimeError(
                 f"result topic {self._topic!r} does not exist: is the service running?"
             )
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tqdm import tqdm
 
 from consumer.errors import SettingsError
+from consumer.topics import topic_partitions
 from producer_tools.kafka import producer, tool_settings
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ async def choose(settings: Settings, args: argparse.Namespace) -> list[Chosen]:
         failed = await latest_failures(settings, args.reason)
     picked: dict[str, Chosen] = {}
     async with _reader(settings) as consumer:
-        partitions = _partitions(consumer, settings.request_topic, args.partition)
+        partitions = await _partitions(consumer, settings.request_topic, args.partition)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
         if args.since is not None:
@@ -161,7 +162,7 @@ async def latest_failures(settings: Settings, reason: str | None) -> set[str]:
     """Export ids whose latest outcome on the result topic is `failed` (with `reason`)."""
     latest: dict[str, dict[str, Any]] = {}
     async with _reader(settings) as consumer:
-        partitions = _partitions(consumer, settings.result_topic, None)
+        partitions = await _partitions(consumer, settings.result_topic, None)
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         async for message in _read(consumer, starts, ends):
@@ -192,8 +193,10 @@ async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
         await consumer.stop()
 
 
-def _partitions(consumer: AIOKafkaConsumer, topic: str, only: int | None) -> list[TopicPartition]:
-    known = consumer.partitions_for_topic(topic)
+async def _partitions(
+    consumer: AIOKafkaConsumer, topic: str, only: int | None
+) -> list[TopicPartition]:
+    known = await topic_partitions(consumer, topic)
     if not known:
         raise RuntimeError(f"topic {topic!r} not found")
     if only is not None and only not in known:

@@ -19,6 +19,7 @@ def test_without_apt_it_stops_at_once_naming_the_packages(tmp_path):
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
-    for package in ("gcc", "poppler-utils", "prometheus", "stunnel4", "openssl"):
+    packages = ("gcc", "poppler-utils", "prometheus", "openssl", "openjdk-17-jre-headless", "maven")
+    for package in packages:
         assert f" {package}" in lines[0]
     assert lines[0].startswith("scripts/setup: install these system packages first")

@@ -61,7 +61,7 @@ async def test_full_disk_fails_write_error_and_the_next_export_still_runs(harnes
             await harness.send_request(harness.request("fits", *small))
             fits = await harness.result("fits")
         assert failed["status"] == "failed"
-        assert failed["error"]["reason"] == "write_error"
+        assert failed["error"]["reason"] == "write_error", failed["error"]
         assert "too-big.csv" in failed["error"]["message"]
         assert "No space left on device" in failed["error"]["message"]
         assert fits["status"] == "completed"
@@ -88,7 +88,7 @@ async def test_read_only_output_fails_write_error_then_recovers(harness, tmp_pat
         await harness.send_request(harness.request("rw-1", *rows_range))
         ok = await harness.result("rw-1")
     assert failed["status"] == "failed"
-    assert failed["error"]["reason"] == "write_error"
+    assert failed["error"]["reason"] == "write_error", failed["error"]
     assert "output directory" in failed["error"]["message"]
     assert ok["status"] == "completed"
     assert visible(harness) == ["rw-1.csv"]
@@ -185,8 +185,8 @@ async def test_huge_values_print_whole_in_csv_and_cut_in_pdf(harness):
 async def test_a_range_before_the_log_start_is_source_unavailable(harness):
     """Retention deleted the range's start: `source_unavailable` naming the offsets.
 
-    Runs against Kafka (EXPORT_TEST_BOOTSTRAP or testcontainers); the embedded Tansu has no
-    DeleteRecords, so `needs_delete_records` deselects it there (see tests/conftest.py).
+    Runs on Apache Kafka (the default test broker) or EXPORT_TEST_BOOTSTRAP; the embedded
+    Tansu has no DeleteRecords, so `needs_delete_records` deselects it there.
     """
     start, end = await harness.write_batches([rows(i, 1) for i in range(6)])
     tp = TopicPartition(harness.records_topic, 0)

@@ -8,7 +8,6 @@ import contextlib
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.broker import EmbeddedBroker, free_port
 from consumer.service import ExportService
 from consumer.settings import load_settings
 from consumer.topics import ensure_topics
@@ -205,13 +204,12 @@ async def test_fifteen_at_once_never_run_more_than_five(harness):
     assert len(seen_running) > 20
 
 
-async def test_readyz_reports_a_lost_broker_and_recovers(tmp_path):
+async def test_readyz_reports_a_lost_broker_and_recovers(tmp_path, own_broker):
     """With the broker gone, /readyz is 503 naming it and export_ready 0; when back, 200 and 1."""
-    port = free_port()
-    broker = EmbeddedBroker(port=port)
-    broker.start()
+    broker = own_broker.broker
     settings = load_settings({
-        "bootstrap_servers": broker.bootstrap_servers, "enable_idempotence": "false",
+        "bootstrap_servers": broker.bootstrap_servers,
+        "enable_idempotence": str(own_broker.idempotence).lower(),
         "output_dir": str(tmp_path), "metrics_host": "127.0.0.1", "metrics_port": "0",
         "session_timeout_ms": "3000", "heartbeat_interval_ms": "500", "group_id": "ready-test",
     })  # fmt: skip
@@ -224,14 +222,13 @@ async def test_readyz_reports_a_lost_broker_and_recovers(tmp_path):
         _, body = await _wait_for_readyz(service, 503)
         assert body.startswith("not ready: broker unreachable"), body
         assert await _ready_gauge(service) == 0
-        broker.start()  # memory-only: it comes back empty, which is enough to answer
+        broker.start()  # Tansu comes back empty, which is enough to answer
         await _wait_for_readyz(service, 200, wait_s=60)
         assert await _ready_gauge(service) == 1
     finally:
         service.request_stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(task, 60)
-        broker.stop()
 
 
 async def _ready_gauge(service: ExportService) -> float | None:

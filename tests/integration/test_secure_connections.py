@@ -1,52 +1,75 @@
-"""TLS for real (stunnel in front of the embedded broker) and refused SASL logins.
+"""TLS and SASL for real, on Apache Kafka's own listeners, and refused logins.
 
-The service and `seed-export` run as the user runs them, as processes with EXPORT_*
-variables; the only address they are given speaks TLS, so a plaintext client fails.
+One Kafka for the module with a listener per security protocol: SSL and SASL_SSL with a
+PEM keystore signed by a test CA (openssl), SASL_PLAINTEXT and SASL_SSL offering
+SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, and a user made when its log directory was
+formatted. The service and `seed-export` run as the user runs them, as processes with
+EXPORT_* variables, given only the secure listener's address. Tansu has no TLS listener
+of its own and no users, so `needs_apache_kafka` deselects these tests there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 import pytest
 
-from consumer.broker import EmbeddedBroker, free_port
+from consumer.broker import free_port
 from consumer.settings import load_settings
-from consumer.topics import ensure_topics, service_topics
+from consumer.topics import RECORDS_TOPIC, ensure_topics
+from tests.apache_kafka import ApacheKafka, KeyStore, User
 from tests.integration.harness import scrape
-from tests.integration.tls import Certificates, Stunnel, make_certificates
+from tests.integration.tls import Certificates, make_certificates
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
+
+pytestmark = pytest.mark.needs_apache_kafka
+
+USER = User("alice", "alice-secret")
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    kafka: ApacheKafka
+    certificates: Certificates
+
+    def address(self, protocol: str) -> str:
+        return self.kafka.address(protocol)
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """Apache Kafka with SASL_PLAINTEXT, SSL and SASL_SSL listeners and the user alice."""
+    folder = tmp_path_factory.mktemp("secure-kafka")
+    certificates = make_certificates(folder)
+    # The unencrypted PKCS#8 key, then the chain: the server certificate alone, so a client
+    # trusting another CA hears "unable to get local issuer certificate".
+    keystore = folder / "server-keystore.pem"
+    keystore.write_bytes(
+        certificates.server_key.read_bytes() + certificates.server_cert.read_bytes()
+    )
+    with ApacheKafka(
+        folder / "kafka",
+        protocols=("SASL_PLAINTEXT", "SSL", "SASL_SSL"),
+        users=[USER],
+        keystore=KeyStore(keystore),
+    ) as kafka:
+        yield SecureKafka(kafka, certificates)
 
 
 def _env(**settings: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EXPORT_")}
     return {**clean, **{f"EXPORT_{k.upper()}": v for k, v in settings.items()}}
-
-
-@pytest.fixture
-def certificates(tmp_path: Path) -> Certificates:
-    return make_certificates(tmp_path)
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path, certificates: Certificates) -> Iterator[str]:
-    """The embedded broker behind stunnel; yields the TLS address it advertises."""
-    port = free_port()
-    with (
-        Stunnel(tmp_path, certificates, f"127.0.0.1:{port}") as tunnel,
-        EmbeddedBroker(port=port, advertised=tunnel.address),
-    ):
-        yield tunnel.address
 
 
 def _start_up_failure(env: dict[str, str]) -> list[str]:
@@ -59,19 +82,43 @@ def _start_up_failure(env: dict[str, str]) -> list[str]:
     return done.stderr.strip().splitlines()
 
 
-async def test_an_export_over_tls(tmp_path, certificates, tls_broker):
-    """Service and seed-export trust the test CA: the export completes over TLS."""
-    tls = {
-        "bootstrap_servers": tls_broker,
-        "security_protocol": "SSL",
-        "ssl_cafile": str(certificates.ca),
+def _connection(secure: SecureKafka, protocol: str, mechanism: str | None) -> dict[str, str]:
+    """The client settings for one listener, as the user would set them."""
+    settings = {"bootstrap_servers": secure.address(protocol), "security_protocol": protocol}
+    if protocol in {"SSL", "SASL_SSL"}:
+        settings["ssl_cafile"] = str(secure.certificates.ca)
+    if mechanism is not None:
+        settings["sasl_mechanism"] = mechanism
+        settings["sasl_plain_username"] = USER.name
+        settings["sasl_plain_password"] = USER.password
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("SSL", None),
+        ("SASL_SSL", "SCRAM-SHA-512"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+    ],
+)
+async def test_an_export_over_a_secure_listener(tmp_path, secure_kafka, protocol, mechanism):
+    """Service and seed-export log in and trust the test CA: the export completes there."""
+    tag = secrets.token_hex(4)
+    connection = {
+        **_connection(secure_kafka, protocol, mechanism),
+        "request_topic": f"requests-{tag}",
+        "result_topic": f"results-{tag}",
+        "dlq_topic": f"dlq-{tag}",
+        "group_id": f"group-{tag}",
     }
-    settings = load_settings({**tls, "enable_idempotence": "false"})
-    await ensure_topics(settings, service_topics(settings))
+    settings = load_settings(connection)
+    topics = {settings.request_topic: 2, settings.result_topic: 1, settings.dlq_topic: 1}
+    await ensure_topics(settings, {**topics, RECORDS_TOPIC: 1})
     metrics_port = free_port()
     service_env = _env(
-        **tls,
-        enable_idempotence="false",
+        **connection,
         output_dir=str(tmp_path / "exports"),
         metrics_port=str(metrics_port),
         session_timeout_ms="3000",
@@ -85,7 +132,7 @@ async def test_an_export_over_tls(tmp_path, certificates, tls_broker):
         seed = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "producer_tools.seed", "--records", "300", "--format", "csv"],
-            env=_env(**tls), capture_output=True, text=True, timeout=120, check=False,
+            env=_env(**connection), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert seed.returncode == 0, seed.stdout + seed.stderr
     finally:
@@ -110,55 +157,62 @@ async def _wait_ready(service: subprocess.Popen[bytes], metrics_port: int) -> No
             status = 0
         if status == 200:
             return
-        assert time.monotonic() < deadline, "the service did not become ready over TLS"
+        assert time.monotonic() < deadline, "the service did not become ready"
         await asyncio.sleep(0.1)
 
 
-def test_an_untrusted_ca_stops_start_up_with_one_clear_line(certificates, tls_broker):
+def test_an_untrusted_ca_stops_start_up_with_one_clear_line(secure_kafka):
     """Trusting only another CA: exit 2 and one line naming the broker and the CA file."""
+    address = secure_kafka.address("SSL")
+    other_ca = secure_kafka.certificates.other_ca
     lines = _start_up_failure(
         _env(
-            bootstrap_servers=tls_broker,
+            bootstrap_servers=address,
             security_protocol="SSL",
-            ssl_cafile=str(certificates.other_ca),
+            ssl_cafile=str(other_ca),
             metrics_port="0",
         )
     )
     expected = (
-        f"export-consumer: TLS: the broker at {tls_broker} sent a certificate that is not "
-        f"trusted (EXPORT_SSL_CAFILE={certificates.other_ca}): unable to get local issuer "
-        "certificate"
+        f"export-consumer: TLS: the broker at {address} sent a certificate that is not "
+        f"trusted (EXPORT_SSL_CAFILE={other_ca}): unable to get local issuer certificate"
     )
     assert lines == [expected]
 
 
-def test_no_ca_given_names_the_setting_to_set(tls_broker):
+def test_no_ca_given_names_the_setting_to_set(secure_kafka):
     """With the system's CAs only, the line says which variable to set."""
     lines = _start_up_failure(
-        _env(bootstrap_servers=tls_broker, security_protocol="SSL", metrics_port="0")
+        _env(
+            bootstrap_servers=secure_kafka.address("SSL"),
+            security_protocol="SSL",
+            metrics_port="0",
+        )
     )
     assert len(lines) == 1
     assert "set EXPORT_SSL_CAFILE to the broker's CA" in lines[0]
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
-def test_refused_sasl_credentials_stop_start_up_with_one_clear_line(mechanism):
-    """A broker that requires SASL refuses an unknown user: exit 2, one line, no password."""
-    port = free_port()
-    with EmbeddedBroker(port=port, authentication=True):
-        lines = _start_up_failure(
-            _env(
-                bootstrap_servers=f"127.0.0.1:{port}",
-                security_protocol="SASL_PLAINTEXT",
-                sasl_mechanism=mechanism,
-                sasl_plain_username="alice",
-                sasl_plain_password="not-her-password",
-                metrics_port="0",
-            )
-        )
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+        ("SASL_SSL", "SCRAM-SHA-256"),
+        # PLAIN over TLS only: in the clear aiokafka logs a warning first, rightly.
+        ("SASL_SSL", "PLAIN"),
+    ],
+)
+def test_a_wrong_password_stops_start_up_with_one_clear_line(secure_kafka, protocol, mechanism):
+    """The broker refuses a known user's wrong password: exit 2, one line, no password."""
+    connection = _connection(secure_kafka, protocol, mechanism)
+    address = connection["bootstrap_servers"]
+    lines = _start_up_failure(
+        _env(**{**connection, "sasl_plain_password": "not-her-password"}, metrics_port="0")
+    )
     assert len(lines) == 1
     assert lines[0].startswith(
-        f"export-consumer: SASL: the broker at 127.0.0.1:{port} refused {mechanism} "
+        f"export-consumer: SASL: the broker at {address} refused {mechanism} "
         "authentication as 'alice' (EXPORT_SASL_PLAIN_USERNAME, EXPORT_SASL_PLAIN_PASSWORD)"
-    )
+    ), lines[0]
     assert "not-her-password" not in lines[0]

@@ -49,6 +49,16 @@ def _one_line(proc: subprocess.CompletedProcess[str]) -> str:
     return str(lines[0])
 
 
+def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The process's last stderr line (after its JSON log lines), after checking it exited
+    2 without a traceback: for problems found only once the service has started."""
+    assert proc.returncode == EXIT_STARTUP, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("export-consumer: ")
+    return str(last)
+
+
 def _settings(broker: EmbeddedBroker, tmp_path, *extra: str) -> list[str]:
     return [
         "--bootstrap-servers", broker.bootstrap_servers, "--output-dir", str(tmp_path / "out"),
@@ -172,3 +182,33 @@ def test_a_stop_while_waiting_for_the_broker_exits_zero(tmp_path):
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.needs_apache_kafka
+def test_own_topics_missing_without_auto_creation(tmp_path):
+    """On a broker that does not create topics, a request topic that does not exist stops
+    `run` with one line naming the topic and its setting."""
+    from tests.apache_kafka import ApacheKafka
+
+    config = {"auto.create.topics.enable": "false"}
+    with ApacheKafka(tmp_path / "kafka", extra_config=config) as kafka:
+        args = ["--bootstrap-servers", kafka.bootstrap_servers, "--output-dir", str(tmp_path)]
+        line = _one_line(_run("run", *args, "--metrics-port", "0"))
+    assert "the topic 'export.requests' (EXPORT_REQUEST_TOPIC) does not exist" in line
+    assert "create it, or allow auto-creation" in line
+
+
+@pytest.mark.needs_apache_kafka
+def test_a_session_timeout_the_broker_refuses(tmp_path):
+    """A session timeout outside the broker's allowed range (known only when joining the
+    group) stops `run` with a last line naming EXPORT_SESSION_TIMEOUT_MS and exit 2, not a
+    traceback."""
+    from tests.apache_kafka import ApacheKafka
+
+    config = {"group.min.session.timeout.ms": "6000"}  # Kafka's default
+    with ApacheKafka(tmp_path / "kafka", extra_config=config) as kafka:
+        args = ["--bootstrap-servers", kafka.bootstrap_servers, "--output-dir", str(tmp_path)]
+        timeouts = ["--session-timeout-ms", "3000", "--heartbeat-interval-ms", "1000"]
+        line = _last_line(_run("run", *args, "--metrics-port", "0", *timeouts))
+    assert "EXPORT_SESSION_TIMEOUT_MS" in line
+    assert "3000" in line

@@ -1,28 +1,17 @@
-"""TLS in front of the embedded broker: certificates from the openssl command and
-Debian's stunnel4 terminating TLS, the broker advertising stunnel's address.
-
-Tansu's own --cert/--key gave no working TLS listener here; stunnel is what a user
-would put in front of a plaintext broker, and it makes the clients do real TLS.
-"""
+"""Certificates for the TLS tests, from the openssl command: a test CA, a server
+certificate it signs for 127.0.0.1, and a second CA that signed nothing."""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import pytest
 
-from consumer.broker import free_port
-
 if TYPE_CHECKING:
     from pathlib import Path
-    from types import TracebackType
-
-STARTUP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,63 +49,3 @@ def make_certificates(folder: Path) -> Certificates:
              "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
              cwd=folder)  # fmt: skip
     return Certificates(ca, other_ca, folder / "server.pem", folder / "server.key")
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Stunnel:
-    """stunnel4 accepting TLS on `port` and forwarding plaintext to `target`."""
-
-    def __init__(self, folder: Path, certificates: Certificates, target: str) -> None:
-        self.port = free_port()
-        self._folder = folder
-        self._config = folder / "stunnel.conf"
-        self._config.write_text(
-            "foreground = yes\n"
-            "pid =\n"
-            f"output = {folder / 'stunnel.log'}\n"
-            "[kafka]\n"
-            f"accept = 127.0.0.1:{self.port}\n"
-            f"connect = {target}\n"
-            f"cert = {certificates.server_cert}\n"
-            f"key = {certificates.server_key}\n"
-        )
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        tool = shutil.which("stunnel4") or shutil.which("stunnel")
-        if tool is None:
-            pytest.fail("stunnel not found: install Debian's `stunnel4` package (.ci/run does)")
-        self._process = subprocess.Popen(
-            [tool, str(self._config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _accepts(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"stunnel did not start: {self._log()}")
-            time.sleep(0.05)
-        return self
-
-    def _log(self) -> str:
-        path = self._folder / "stunnel.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
