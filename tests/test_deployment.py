@@ -54,6 +54,14 @@ def topics_created() -> dict[str, int]:
     }
 
 
+def test_the_stack_runs_the_kafka_the_tests_run() -> None:
+    """The compose file's Kafka (and its topic-init job's) is the version the suite tests."""
+    from tests.apache_kafka import KAFKA_VERSION
+
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert SERVICES["topic-init"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
 def test_the_stack_has_what_the_issue_names() -> None:
     assert set(SERVICES) == {"kafka", "topic-init", "export-consumer", "prometheus", "grafana"}
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
