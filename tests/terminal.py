@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 _ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def at_a_terminal(command: list[str], cwd: Path | None = None) -> tuple[int, str]:
+def at_a_terminal(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run `command` with stdout and stderr on a pseudo-terminal; its exit status and the
     lines the terminal shows (carriage-return redraws and escape sequences resolved)."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "xterm"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "xterm", **(env or {})},
     )  # fmt: skip
     os.close(terminal)
     chunks = []
