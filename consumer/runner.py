@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from consumer.csv_pool import RemoteCsvWriter
 from consumer.errors import Conflict, ExportError, ExportTimeout
 from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
+from consumer.offloop import run_off_loop
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
 from consumer.source import MIN_FETCH_BYTES, SourceReader, fetch_bytes_for
-from consumer.store import Manifest
+from consumer.storage.manifest import Manifest
 from consumer.structs import (
     ExportFormat,
     ExportResult,
@@ -31,18 +31,16 @@ from consumer.writers.pdf import ReportInfo
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from consumer.claims import ExportClaim
     from consumer.csv_pool import CsvWorkerPool
     from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
     from consumer.runner_core import MessageWriter
     from consumer.settings import Settings
-    from consumer.store import OutputStore
+    from consumer.storage import Claim, OutputStore
     from consumer.structs import ExportRequest
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MAX_CRASHED_ATTEMPTS = 3
 """Deliveries that may die mid-export before the next one fails it with `internal`."""
 
@@ -68,19 +66,6 @@ def failed_result(
         skipped=tally.skipped if tally else 0,
         error=Failure(reason=error.reason, message=error.message, offset=error.offset),
     )
-
-
-async def run_off_loop(func: Callable[[], T]) -> T:
-    """Run CPU work in a thread; on cancel, wait for it so no one touches its files after."""
-    # The thread runs in a copy of this task's context, so its logs carry the export_id.
-    context = contextvars.copy_context()
-    future = asyncio.get_running_loop().run_in_executor(None, context.run, func)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        # The thread cannot be interrupted; let it finish its batch before unwinding.
-        await asyncio.wait([future])
-        raise
 
 
 class ExportRunner:
@@ -147,12 +132,12 @@ class ExportRunner:
     async def _export(
         self,
         request: ExportRequest,
-        claim: ExportClaim,
+        claim: Claim,
         started: float,
         tally: Tally,
         progress: ProgressReporter,
     ) -> ExportResult:
-        manifest = self._store.manifest(request.export_id)
+        manifest = await self._store.manifest(request.export_id)
         if manifest is not None:
             if manifest.fingerprint != request.fingerprint:
                 raise Conflict(
@@ -169,21 +154,21 @@ class ExportRunner:
         if claim.earlier_attempts:
             # Only a dead attempt leaves a hidden part (its count is written before staging),
             # so the directory is listed only then, not on every export.
-            self._store.remove_parts(request.export_id)
+            await self._store.remove_parts(request.export_id)
 
         writer = self._writer_for(request)
         try:
             fetch_bytes = self._fetch_bytes(request)
-            async with SourceReader(self._settings, request.source, fetch_bytes) as reader:
-                with self._store.stage(request.export_id, request.format) as staged:
-                    await run_off_loop(functools.partial(writer.begin, staged, tally))
-                    async for messages in reader.batches():
-                        await run_off_loop(
-                            functools.partial(writer.write_messages, messages, tally)
-                        )
-                        await progress.update(tally.records, reader.position)
-                    await run_off_loop(functools.partial(writer.finish, tally))
-                    await run_off_loop(staged.commit)
+            async with (
+                SourceReader(self._settings, request.source, fetch_bytes) as reader,
+                self._store.stage(request.export_id, request.format) as staged,
+            ):
+                await run_off_loop(functools.partial(writer.begin, staged, tally))
+                async for messages in reader.batches():
+                    await run_off_loop(functools.partial(writer.write_messages, messages, tally))
+                    await progress.update(tally.records, reader.position)
+                await run_off_loop(functools.partial(writer.finish, tally))
+                await staged.commit()
         finally:
             await run_off_loop(writer.close)
 
@@ -197,13 +182,13 @@ class ExportRunner:
             records=tally.records,
             bytes=staged.bytes_written,
             skipped=tally.skipped,
-            output=OutputFile(uri=staged.final_path.as_uri(), sha256=staged.sha256),
+            output=OutputFile(uri=staged.uri, sha256=staged.sha256),
         )
-        self._store.save_manifest(
+        await self._store.save_manifest(
             Manifest(
                 export_id=request.export_id,
                 fingerprint=request.fingerprint,
-                file_name=staged.final_path.name,
+                file_name=staged.name,
                 result=result_json(result),
             )
         )
@@ -213,7 +198,7 @@ class ExportRunner:
             extra={
                 "event": "output_stored",
                 "export_id": request.export_id,
-                "file": staged.final_path.name,
+                "file": staged.name,
                 "bytes": staged.bytes_written,
             },
         )

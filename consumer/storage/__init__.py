@@ -1,0 +1,93 @@
+"""Where outputs go, and what is known of them: the store interface.
+
+As in Kafka Connect's storage connectors, a writer knows only bytes (`consumer.writers`)
+and a store knows only where bytes go; any format works with any store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from consumer.storage.manifest import Manifest
+    from consumer.structs import ExportFormat
+
+
+class Claim(Protocol):
+    """An attempt at one export, held while it runs."""
+
+    @property
+    def earlier_attempts(self) -> int:
+        """Attempts that started before this one and never ended (their process died)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class StagedOutput(Protocol):
+    """An output being written: invisible until `commit()`, gone if left without it.
+
+    `write` blocks and is called from a worker thread (the writers run off the loop);
+    `commit` and leaving the `async with` run on the loop.
+    """
+
+    @property
+    def name(self) -> str:
+        """The output's name in the store: `{export_id}.{ext}`."""
+
+    @property
+    def uri(self) -> str:
+        """Where the output is once committed (the result's `output.uri`)."""
+
+    @property
+    def bytes_written(self) -> int: ...
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of every byte written."""
+
+    def write(self, data: bytes) -> int: ...
+
+    async def commit(self) -> None:
+        """Make the output visible, complete; raises `WriteError` when it cannot."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Remove what was written unless it was committed."""
+
+
+class OutputStore(Protocol):
+    """Outputs, their manifests and the attempts at them, in one place."""
+
+    async def prepare(self) -> None:
+        """Check the store can be used and clear what dead processes left; raises
+        `StartupError` with one line naming the place and the setting."""
+
+    def claim(self, export_id: str) -> Claim:
+        """The claim on an export id for one attempt (see each store for what it excludes)."""
+
+    async def remove_parts(self, export_id: str) -> None:
+        """Remove what a dead attempt at this export left; call only while holding its claim."""
+
+    def stage(self, export_id: str, fmt: ExportFormat) -> StagedOutput:
+        """A new output `{export_id}.{fmt}`, written as it comes."""
+
+    async def manifest(self, export_id: str) -> Manifest | None:
+        """The completed export under this id, if its manifest and output both exist."""
+
+    async def save_manifest(self, manifest: Manifest) -> None:
+        """Record the manifest, after the output is in place."""
