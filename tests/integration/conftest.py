@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from tests.integration.harness import Harness
+from tests.seaweed import SeaweedS3
 
 
 @pytest.fixture
@@ -11,3 +14,18 @@ async def harness(broker, tmp_path):
     await h.start()
     yield h
     await h.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) for the whole session."""
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(seaweed):
+    """A new, empty bucket for one test."""
+    name = f"exports-{secrets.token_hex(4)}"
+    seaweed.create_bucket(name)
+    return name
