@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from consumer.csv_pool import RemoteCsvWriter
-from consumer.errors import Conflict, ExportError, ExportTimeout
+from consumer.errors import Conflict, ExportError, ExportTimeout, WriteError
 from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
 from consumer.offloop import run_off_loop
@@ -17,6 +18,7 @@ from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
 from consumer.source import MIN_FETCH_BYTES, SourceReader, fetch_bytes_for
+from consumer.storage import OutputTaken
 from consumer.storage.manifest import Manifest
 from consumer.structs import (
     ExportFormat,
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MAX_CRASHED_ATTEMPTS = 3
 """Deliveries that may die mid-export before the next one fails it with `internal`."""
+WINNER_WAIT_S = 10.0
+"""How long a lost race waits for the winner's manifest (it writes it right after)."""
+WINNER_POLL_S = 0.2
 
 
 def failed_result(
@@ -139,12 +144,7 @@ class ExportRunner:
     ) -> ExportResult:
         manifest = await self._store.manifest(request.export_id)
         if manifest is not None:
-            if manifest.fingerprint != request.fingerprint:
-                raise Conflict(
-                    f"export_id {request.export_id!r} already has an output "
-                    f"({manifest.file_name}) made from a different request"
-                )
-            return replayed_result(manifest.result)
+            return await self._replay(request, manifest)
         if claim.earlier_attempts >= MAX_CRASHED_ATTEMPTS:
             raise ExportError(
                 f"internal error: the service died during each of the last "
@@ -157,6 +157,7 @@ class ExportRunner:
             await self._store.remove_parts(request.export_id)
 
         writer = self._writer_for(request)
+        taken = False
         try:
             fetch_bytes = self._fetch_bytes(request)
             async with (
@@ -168,9 +169,14 @@ class ExportRunner:
                     await run_off_loop(functools.partial(writer.write_messages, messages, tally))
                     await progress.update(tally.records, reader.position)
                 await run_off_loop(functools.partial(writer.finish, tally))
-                await staged.commit()
+                try:
+                    await staged.commit()
+                except OutputTaken:
+                    taken = True  # leaving the block discards ours
         finally:
             await run_off_loop(writer.close)
+        if taken:
+            return await self._replay_winner(request)
 
         result = ExportResult(
             export_id=request.export_id,
@@ -202,7 +208,41 @@ class ExportRunner:
                 "bytes": staged.bytes_written,
             },
         )
-        return result
+        return await self._with_link(result, staged.name)
+
+    async def _replay(self, request: ExportRequest, manifest: Manifest) -> ExportResult:
+        if manifest.fingerprint != request.fingerprint:
+            raise Conflict(
+                f"export_id {request.export_id!r} already has an output "
+                f"({manifest.file_name}) made from a different request"
+            )
+        return await self._with_link(replayed_result(manifest.result), manifest.file_name)
+
+    async def _replay_winner(self, request: ExportRequest) -> ExportResult:
+        """Another attempt (another host) created the output first: answer with its result,
+        once its manifest, written right after the output, is there."""
+        waited = 0.0
+        while (manifest := await self._store.manifest(request.export_id)) is None:
+            if waited >= WINNER_WAIT_S:
+                raise WriteError(
+                    f"the output of {request.export_id!r} was created by another attempt, "
+                    f"which recorded no manifest within {WINNER_WAIT_S:g}s"
+                )
+            await asyncio.sleep(WINNER_POLL_S)
+            waited += WINNER_POLL_S
+        log.info(
+            "another attempt stored the output first; answering with its result",
+            extra={"event": "output_taken", "export_id": request.export_id},
+        )
+        return await self._replay(request, manifest)
+
+    async def _with_link(self, result: ExportResult, file_name: str) -> ExportResult:
+        """The result with a fresh download link, where the store gives one."""
+        link = await self._store.download_link(file_name)
+        if link is None or result.output is None:
+            return result
+        output = dataclasses.replace(result.output, url=link.url, expires_at=link.expires_at)
+        return dataclasses.replace(result, output=output)
 
     def _fetch_bytes(self, request: ExportRequest) -> int:
         # Large fetches save CSV round trips; a report is drawing-bound, and each fetch

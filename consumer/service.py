@@ -26,7 +26,7 @@ from consumer.publisher import ResultPublisher
 from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner, failed_result
 from consumer.settings import env_name
-from consumer.storage.local import LocalStore
+from consumer.storage import open_store
 from consumer.topics import require_topics
 from consumer.writers.pdf_fonts import find_font
 
@@ -61,7 +61,7 @@ class ExportService:
         self.metrics.running.set_function(lambda: self.limiter.running)
         self.metrics.queue_depth.set_function(lambda: self.limiter.waiting)
         self.metrics.ready.set_function(lambda: float(self.readiness.reason is None))
-        self.store = LocalStore(settings.output_dir)
+        self.store = open_store(settings)
         self.font = find_font(settings.pdf_font)
         self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
 
@@ -98,6 +98,12 @@ class ExportService:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.store.prepare()
+        try:
+            await self._run()
+        finally:
+            await self.store.close()
+
+    async def _run(self) -> None:
         if not self.font.is_dejavu:
             log.warning(
                 "DejaVu Sans not found: PDFs use reportlab's Vera, which covers Latin-1 only "
@@ -145,7 +151,7 @@ class ExportService:
                     "bootstrap_servers": self.settings.bootstrap_servers,
                     "group_id": self.settings.group_id,
                     "request_topic": self.settings.request_topic,
-                    "output_dir": str(self.store.root),
+                    "output": self.store.location,
                     "metrics_port": health.port,
                 },
             )

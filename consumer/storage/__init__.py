@@ -6,13 +6,29 @@ and a store knows only where bytes go; any format works with any store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from consumer.settings import Settings
     from consumer.storage.manifest import Manifest
     from consumer.structs import ExportFormat
+
+
+class OutputTaken(Exception):
+    """Another attempt created this output first (created-only-if-absent said no)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadLink:
+    """A presigned GET of an output."""
+
+    url: str
+    expires_at: str
+    """When the link stops working, in the contract's time format."""
 
 
 class Claim(Protocol):
@@ -57,7 +73,8 @@ class StagedOutput(Protocol):
     def write(self, data: bytes) -> int: ...
 
     async def commit(self) -> None:
-        """Make the output visible, complete; raises `WriteError` when it cannot."""
+        """Make the output visible, complete, only if it is absent; raises `OutputTaken` when
+        another attempt made it first and `WriteError` when it cannot be stored."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -73,9 +90,16 @@ class StagedOutput(Protocol):
 class OutputStore(Protocol):
     """Outputs, their manifests and the attempts at them, in one place."""
 
+    @property
+    def location(self) -> str:
+        """`/srv/exports` or `s3://bucket/prefix`, for logs and the dev banner."""
+
     async def prepare(self) -> None:
         """Check the store can be used and clear what dead processes left; raises
         `StartupError` with one line naming the place and the setting."""
+
+    async def close(self) -> None:
+        """Let go of connections; idempotent."""
 
     def claim(self, export_id: str) -> Claim:
         """The claim on an export id for one attempt (see each store for what it excludes)."""
@@ -91,3 +115,21 @@ class OutputStore(Protocol):
 
     async def save_manifest(self, manifest: Manifest) -> None:
         """Record the manifest, after the output is in place."""
+
+    async def download_link(self, file_name: str) -> DownloadLink | None:
+        """A fresh link to download the output, where the store gives one."""
+
+
+def open_store(settings: Settings) -> OutputStore:
+    """The store `EXPORT_OUTPUT_URL` names: object storage, or else the output directory."""
+    from consumer.storage.local import LocalStore  # noqa: PLC0415 - import loop otherwise
+
+    url = settings.output_url
+    if url is None:
+        return LocalStore(settings.output_dir)
+    if url.startswith("file://"):
+        return LocalStore(Path(url.removeprefix("file://")))
+    # Imported only when used: the S3 client costs memory the local store does not need.
+    from consumer.storage.s3 import S3Store  # noqa: PLC0415
+
+    return S3Store(settings)

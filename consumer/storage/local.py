@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
+    from consumer.storage import DownloadLink
     from consumer.structs import ExportFormat
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,17 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    async def close(self) -> None:
+        """Nothing held between exports."""
+
+    async def download_link(self, file_name: str) -> DownloadLink | None:  # noqa: ARG002
+        """None: a file URI is the only way to the output (on this host)."""
+        return None
 
     async def prepare(self) -> None:
         """Create the directory and remove what dead processes left half-written."""
