@@ -169,10 +169,9 @@ class ExportRunner:
                     await run_off_loop(functools.partial(writer.write_messages, messages, tally))
                     await progress.update(tally.records, reader.position)
                 await run_off_loop(functools.partial(writer.finish, tally))
-                try:
-                    await staged.commit()
-                except OutputTaken:
-                    taken = True  # leaving the block discards ours
+                await staged.commit()
+        except OutputTaken:
+            taken = True  # another attempt made it first; leaving the block discarded ours
         finally:
             await run_off_loop(writer.close)
         if taken:

@@ -112,6 +112,23 @@ class SeaweedS3:
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 
+    def keys(self, bucket: str) -> list[str]:
+        """Every key in the bucket, the store's own `.exports/` records included."""
+        listing = self.client().list_objects_v2(Bucket=bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def outputs(self, bucket: str) -> list[str]:
+        """The keys of outputs: everything but the store's `.exports/` records."""
+        return [key for key in self.keys(bucket) if "/.exports/" not in key]
+
+    def uploads(self, bucket: str) -> list[str]:
+        """Keys with an unfinished multipart upload (ListMultipartUploads)."""
+        listing = self.client().list_multipart_uploads(Bucket=bucket)
+        return [upload["Key"] for upload in listing.get("Uploads", [])]
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return bytes(self.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
     def stop(self) -> None:
         """Stop the server (killed after a short wait); idempotent."""
         process, self._process = self._process, None

@@ -9,6 +9,7 @@ absent (`If-None-Match: *`); leaving without `commit()` aborts the multipart upl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -20,7 +21,7 @@ from consumer.storage import OutputTaken
 from consumer.storage.s3_bucket import CONDITIONAL_CONFLICT, PRECONDITION_FAILED, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Iterator
     from types import TracebackType
 
     from consumer.storage.s3_bucket import Bucket
@@ -77,7 +78,7 @@ class S3Upload:
         asyncio.run_coroutine_threadsafe(step, self._loop).result()
 
     async def _upload_part(self, part: bytes) -> None:
-        with self._bucket.guard(f"cannot upload part of {self.uri}"):
+        with self._bucket.guard(f"cannot upload part of {self.uri}"), _taken_if_gone(self.uri):
             client = self._bucket.client
             if self._upload_id is None:
                 answer = await client.create_multipart_upload(
@@ -119,10 +120,24 @@ class S3Upload:
                         IfNoneMatch="*",
                     )
             except ClientError as exc:
-                if status_of(exc) in {PRECONDITION_FAILED, CONDITIONAL_CONFLICT}:
+                if status_of(exc) in {PRECONDITION_FAILED, CONDITIONAL_CONFLICT} or _gone(exc):
                     raise OutputTaken(self.uri) from exc
                 raise
         self._committed = True
+        await self._abort_others()
+
+    async def _abort_others(self) -> None:
+        """Abort every other upload of this key: none can complete now that the object
+        exists, and one may be a killed attempt's, which nothing else would end."""
+        client = self._bucket.client
+        with self._bucket.guard(f"cannot list the uploads of {self.uri}"):
+            answer = await client.list_multipart_uploads(Bucket=self._bucket.name, Prefix=self._key)
+            for upload in answer.get("Uploads", []):
+                if upload["Key"] == self._key:
+                    with contextlib.suppress(ClientError):  # its own writer may abort it too
+                        await client.abort_multipart_upload(
+                            Bucket=self._bucket.name, Key=self._key, UploadId=upload["UploadId"]
+                        )
 
     async def abort(self) -> None:
         """Abort the multipart upload unless committed; harmless to call again."""
@@ -154,3 +169,18 @@ class S3Upload:
     ) -> None:
         # Shielded: a second cancel (shutdown) must not leave the upload unfinished.
         await asyncio.shield(self.abort())
+
+
+def _gone(exc: ClientError) -> bool:
+    """NoSuchUpload: the winner of the race aborted ours after creating the object."""
+    return str(exc.response.get("Error", {}).get("Code")) == "NoSuchUpload"
+
+
+@contextlib.contextmanager
+def _taken_if_gone(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if _gone(exc):
+            raise OutputTaken(uri) from exc
+        raise

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from tests.integration.harness import Harness
-from tests.seaweed import SeaweedS3
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 
 @pytest.fixture
@@ -29,3 +29,17 @@ def bucket(seaweed):
     name = f"exports-{secrets.token_hex(4)}"
     seaweed.create_bucket(name)
     return name
+
+
+S3_PREFIX = "team/exports"
+
+
+@pytest.fixture
+def s3(seaweed, bucket):
+    """Settings that send a service's outputs to the test's bucket, under S3_PREFIX."""
+    return {
+        "output_url": f"s3://{bucket}/{S3_PREFIX}",
+        "s3_endpoint_url": seaweed.endpoint_url,
+        "s3_access_key_id": ACCESS_KEY,
+        "s3_secret_access_key": SECRET_KEY,
+    }

@@ -14,6 +14,7 @@ import pytest
 
 from consumer.broker import free_port
 from consumer.events import RESULT_SCHEMA, validator
+from tests.integration.conftest import S3_PREFIX as PREFIX
 from tests.integration.test_startup import _one_line as one_line
 from tests.integration.test_startup import _run as run_cli
 from tests.seaweed import ACCESS_KEY, SECRET_KEY
@@ -24,37 +25,6 @@ ROWS = [
     {"id": 3, "name": None, "extra": True},
 ]
 EXPECTED_CSV = b'id,name,amount\r\n1,"Zo\xc3\xab, ""the"" first",12.5\r\n2,\'=cmd(),-3\r\n3,,\r\n'
-PREFIX = "team/exports"
-
-
-@pytest.fixture
-def s3(seaweed, bucket):
-    """Settings that send a service's outputs to the test's bucket, under PREFIX."""
-    return {
-        "output_url": f"s3://{bucket}/{PREFIX}",
-        "s3_endpoint_url": seaweed.endpoint_url,
-        "s3_access_key_id": ACCESS_KEY,
-        "s3_secret_access_key": SECRET_KEY,
-    }
-
-
-def objects(seaweed, bucket: str) -> list[str]:
-    """Every key in the bucket, the store's own `.exports/` records included."""
-    listing = seaweed.client().list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", []))
-
-
-def outputs(seaweed, bucket: str) -> list[str]:
-    return [key for key in objects(seaweed, bucket) if "/.exports/" not in key]
-
-
-def unfinished_uploads(seaweed, bucket: str) -> list[str]:
-    listing = seaweed.client().list_multipart_uploads(Bucket=bucket)
-    return [upload["Key"] for upload in listing.get("Uploads", [])]
-
-
-def read_object(seaweed, bucket: str, key: str) -> bytes:
-    return bytes(seaweed.client().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def download(url: str) -> bytes:
@@ -72,14 +42,14 @@ class TestExportToBucket:
             result = await harness.result("inv-1")
         assert result["status"] == "completed", result
         assert result["output"]["uri"] == f"s3://{bucket}/{PREFIX}/inv-1.csv"
-        assert read_object(seaweed, bucket, f"{PREFIX}/inv-1.csv") == EXPECTED_CSV
+        assert seaweed.read(bucket, f"{PREFIX}/inv-1.csv") == EXPECTED_CSV
         assert result["output"]["sha256"] == hashlib.sha256(EXPECTED_CSV).hexdigest()
         assert result["bytes"] == len(EXPECTED_CSV)
         assert download(result["output"]["url"]) == EXPECTED_CSV
         assert result["output"]["expires_at"] > result["finished_at"]
         assert list(validator(RESULT_SCHEMA).iter_errors(result)) == []
-        assert outputs(seaweed, bucket) == [f"{PREFIX}/inv-1.csv"]
-        assert unfinished_uploads(seaweed, bucket) == []
+        assert seaweed.outputs(bucket) == [f"{PREFIX}/inv-1.csv"]
+        assert seaweed.uploads(bucket) == []
         assert not harness.output_dir.exists()
 
     async def test_pdf_lands_in_the_bucket(self, harness, seaweed, bucket, s3):
@@ -90,7 +60,7 @@ class TestExportToBucket:
             await harness.send_request(body)
             result = await harness.result("report-1")
         assert result["status"] == "completed", result
-        data = read_object(seaweed, bucket, f"{PREFIX}/report-1.pdf")
+        data = seaweed.read(bucket, f"{PREFIX}/report-1.pdf")
         assert result["output"]["sha256"] == hashlib.sha256(data).hexdigest()
         text = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
         assert "Quarterly" in text
@@ -125,7 +95,7 @@ class TestReplayAndConflict:
         assert second["replayed"] is True
         assert second["output"]["sha256"] == first["output"]["sha256"]
         assert download(second["output"]["url"]) == download(first["output"]["url"])
-        assert outputs(seaweed, bucket) == [f"{PREFIX}/again.csv"]
+        assert seaweed.outputs(bucket) == [f"{PREFIX}/again.csv"]
 
     async def test_a_different_request_under_the_same_id_is_a_conflict(
         self, harness, seaweed, bucket, s3
@@ -140,7 +110,7 @@ class TestReplayAndConflict:
         assert first["status"] == "completed", first
         assert second["status"] == "failed"
         assert second["error"]["reason"] == "conflict"
-        assert outputs(seaweed, bucket) == [f"{PREFIX}/taken.csv"]
+        assert seaweed.outputs(bucket) == [f"{PREFIX}/taken.csv"]
 
     async def test_two_instances_racing_publish_one_object(
         self, harness, seaweed, bucket, s3, caplog
@@ -156,8 +126,8 @@ class TestReplayAndConflict:
             # Both have claimed the export (and so looked for a manifest) and now wait for
             # the records: neither can answer as a replay before writing.
             for _ in range(300):
-                claimed = attempts in objects(seaweed, bucket)
-                if claimed and read_object(seaweed, bucket, attempts).strip() == b"2":
+                claimed = attempts in seaweed.keys(bucket)
+                if claimed and seaweed.read(bucket, attempts).strip() == b"2":
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -167,9 +137,9 @@ class TestReplayAndConflict:
         assert [r["status"] for r in results] == ["completed", "completed"], results
         assert sorted(r["replayed"] for r in results) == [False, True]
         assert results[0]["output"]["sha256"] == results[1]["output"]["sha256"]
-        assert outputs(seaweed, bucket) == [f"{PREFIX}/raced.csv"]
-        assert read_object(seaweed, bucket, f"{PREFIX}/raced.csv") == EXPECTED_CSV
-        assert unfinished_uploads(seaweed, bucket) == []
+        assert seaweed.outputs(bucket) == [f"{PREFIX}/raced.csv"]
+        assert seaweed.read(bucket, f"{PREFIX}/raced.csv") == EXPECTED_CSV
+        assert seaweed.uploads(bucket) == []
         # The loser's commit was refused (If-None-Match), not skipped by an early replay.
         assert [r for r in caplog.records if getattr(r, "event", None) == "output_taken"]
 
@@ -186,7 +156,7 @@ class TestNothingHalfMade:
             await harness.send_request(body)
             # Parts go up while the export runs: the upload is there before it ends.
             for _ in range(100):
-                if unfinished_uploads(seaweed, bucket):
+                if seaweed.uploads(bucket):
                     break
                 await asyncio.sleep(0.1)
             else:
@@ -194,8 +164,8 @@ class TestNothingHalfMade:
             result = await harness.result("streamed")
         assert result["status"] == "failed"
         assert result["error"]["reason"] == "timeout"
-        assert outputs(seaweed, bucket) == []
-        assert unfinished_uploads(seaweed, bucket) == []
+        assert seaweed.outputs(bucket) == []
+        assert seaweed.uploads(bucket) == []
 
 
 class TestStartUp:
