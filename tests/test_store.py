@@ -1,4 +1,5 @@
-"""The local store: atomic outputs, manifests, and paths that stay inside the output directory."""
+"""The local store's own ways: hidden staged files, write-backs, paths that stay inside the
+output directory (what every store does is in tests/integration/test_stores.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from consumer.errors import WriteError
 from consumer.storage.local import WRITEBACK_BYTES, LocalStore
-from consumer.storage.manifest import Manifest
 from consumer.structs import ExportFormat
 
 
@@ -30,13 +30,6 @@ class TestStagedFile:
         assert (store.root / "inv-1.csv").read_bytes() == b"a,b\r\n"
         assert staged.bytes_written == 5
         assert list(store.root.iterdir()) == [store.root / "inv-1.csv"]
-
-    async def test_failure_leaves_nothing(self, store):
-        """An error before commit removes the staged file."""
-        staged = store.stage("inv-2", ExportFormat.CSV)
-        async with staged:
-            staged.write(b"partial")
-        assert list(store.root.iterdir()) == []
 
     async def test_large_outputs_are_whole_and_hashed_through_the_writebacks(self, store):
         """Past the write-back size (written back while writing), every byte and the
@@ -70,20 +63,3 @@ class TestPaths:
         with pytest.raises(WriteError):
             store.stage(export_id, ExportFormat.CSV)
         assert list(store.root.parent.iterdir()) == [store.root]
-
-
-class TestManifest:
-    async def test_round_trip_and_missing_output(self, store):
-        """A manifest is found while its output exists, and ignored once it is removed."""
-        (store.root / "inv-4.csv").write_bytes(b"x")
-        await store.save_manifest(Manifest("inv-4", "f" * 64, "inv-4.csv", {"export_id": "inv-4"}))
-        found = await store.manifest("inv-4")
-        assert found is not None
-        assert found.fingerprint == "f" * 64
-        (store.root / "inv-4.csv").unlink()
-        assert await store.manifest("inv-4") is None
-
-    async def test_unreadable_manifest_means_redo(self, store):
-        """A corrupt manifest does not stop the export: it is made again."""
-        (store.root / ".inv-5.manifest.json").write_bytes(b"{broken")
-        assert await store.manifest("inv-5") is None
