@@ -7,8 +7,12 @@ import asyncio
 import hashlib
 import io
 import logging
+import os
+import subprocess
+import sys
 import urllib.request
 
+import orjson
 import pypdf
 import pytest
 
@@ -75,6 +79,27 @@ class TestExportToBucket:
             result = await harness.result("plain")
         assert result["status"] == "completed", result
         assert set(result["output"]) == {"uri", "sha256"}
+
+    async def test_seed_export_prints_the_link(self, harness, seaweed, bucket, s3):
+        """`seed-export` against a service writing to the bucket prints the result with its
+        download link, which fetches the output."""
+        env = {
+            **os.environ,
+            "EXPORT_BOOTSTRAP_SERVERS": harness.settings.bootstrap_servers,
+            "EXPORT_REQUEST_TOPIC": harness.settings.request_topic,
+            "EXPORT_RESULT_TOPIC": harness.settings.result_topic,
+        }
+        async with harness.service(**s3):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "producer_tools.seed", "--records", "50",
+                "--records-topic", harness.records_topic, "--export-id", "seeded", "--quiet",
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        printed = orjson.loads(out)
+        data = seaweed.read(bucket, f"{PREFIX}/seeded.csv")
+        assert await asyncio.to_thread(download, printed["output"]["url"]) == data
 
 
 class TestReplayAndConflict:
@@ -166,6 +191,24 @@ class TestNothingHalfMade:
         assert result["error"]["reason"] == "timeout"
         assert seaweed.outputs(bucket) == []
         assert seaweed.uploads(bucket) == []
+
+    async def test_start_up_aborts_uploads_left_by_stopped_processes(
+        self, harness, seaweed, bucket, s3, caplog
+    ):
+        """Uploads under the prefix older than the deadline plus grace are aborted once, with
+        a log line; an upload outside the prefix is not the service's and stays."""
+        caplog.set_level(logging.INFO, logger="consumer.storage.s3")
+        client = seaweed.client()
+        for key in (f"{PREFIX}/dead-1.csv", f"{PREFIX}/dead-2.pdf", "elsewhere/theirs.csv"):
+            client.create_multipart_upload(Bucket=bucket, Key=key)
+        await asyncio.sleep(2.5)  # older than the 1 s deadline + 0 s grace below
+        async with harness.service(**s3, timeout_s=1, shutdown_grace_s=0):
+            pass
+        assert seaweed.uploads(bucket) == ["elsewhere/theirs.csv"]
+        lines = [r for r in caplog.records if getattr(r, "event", None) == "stale_uploads_aborted"]
+        assert [r.getMessage() for r in lines] == [
+            "aborted 2 unfinished uploads left by stopped processes"
+        ]
 
 
 class TestStartUp:
