@@ -76,7 +76,7 @@ class Bucket:
         s = self._settings
         options: dict[str, Any] = {
             "signature_version": "s3v4",  # presigned links too: AWS refuses SigV2
-            "retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            "retries": {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             "connect_timeout": CONNECT_TIMEOUT_S,
             "read_timeout": READ_TIMEOUT_S,
         }
