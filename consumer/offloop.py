@@ -1,13 +1,14 @@
-"""Blocking work in a thread without letting a cancel leave the thread running unseen."""
+"""Work that a cancel must not cut in half: blocking work in a thread, and steps that
+must finish once begun."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
 T = TypeVar("T")
 
@@ -22,4 +23,15 @@ async def run_off_loop(func: Callable[[], T]) -> T:
     except asyncio.CancelledError:
         # The thread cannot be interrupted; let it finish its batch before unwinding.
         await asyncio.wait([future])
+        raise
+
+
+async def finish_despite_cancel(step: Coroutine[Any, Any, T]) -> T:
+    """Run `step` to its end even if the caller is cancelled meanwhile; the cancel is raised
+    once it has finished."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
         raise

@@ -13,7 +13,7 @@ from consumer.csv_pool import RemoteCsvWriter
 from consumer.errors import Conflict, ExportError, ExportTimeout, WriteError
 from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
-from consumer.offloop import run_off_loop
+from consumer.offloop import finish_despite_cancel, run_off_loop
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from consumer.render_pool import PdfWorkerPool
     from consumer.runner_core import MessageWriter
     from consumer.settings import Settings
-    from consumer.storage import Claim, OutputStore
+    from consumer.storage import Claim, OutputStore, StagedOutput
     from consumer.structs import ExportRequest
 
 log = logging.getLogger(__name__)
@@ -169,14 +169,25 @@ class ExportRunner:
                     await run_off_loop(functools.partial(writer.write_messages, messages, tally))
                     await progress.update(tally.records, reader.position)
                 await run_off_loop(functools.partial(writer.finish, tally))
-                await staged.commit()
+                # Once the output is being made visible its manifest must follow, even if a
+                # rebalance or the deadline cancels us now: an object in the bucket without
+                # one would stand in the way of every later attempt.
+                result = await finish_despite_cancel(
+                    self._store_output(request, staged, started, tally)
+                )
         except OutputTaken:
             taken = True  # another attempt made it first; leaving the block discarded ours
         finally:
             await run_off_loop(writer.close)
         if taken:
             return await self._replay_winner(request)
+        return await self._with_link(result, staged.name)
 
+    async def _store_output(
+        self, request: ExportRequest, staged: StagedOutput, started: float, tally: Tally
+    ) -> ExportResult:
+        """Make the output visible, then record its manifest; the completed result."""
+        await staged.commit()
         result = ExportResult(
             export_id=request.export_id,
             status=ResultStatus.COMPLETED,
@@ -207,7 +218,7 @@ class ExportRunner:
                 "bytes": staged.bytes_written,
             },
         )
-        return await self._with_link(result, staged.name)
+        return result
 
     async def _replay(self, request: ExportRequest, manifest: Manifest) -> ExportResult:
         if manifest.fingerprint != request.fingerprint:
