@@ -162,7 +162,9 @@ class ExportRunner:
             fetch_bytes = self._fetch_bytes(request)
             async with (
                 SourceReader(self._settings, request.source, fetch_bytes) as reader,
-                self._store.stage(request.export_id, request.format) as staged,
+                self._store.stage(
+                    request.export_id, request.format, fingerprint=request.fingerprint
+                ) as staged,
             ):
                 await run_off_loop(functools.partial(writer.begin, staged, tally))
                 async for messages in reader.batches():
@@ -180,7 +182,7 @@ class ExportRunner:
         finally:
             await run_off_loop(writer.close)
         if taken:
-            return await self._replay_winner(request)
+            return await self._replay_winner(request, started, tally)
         return await self._with_link(result, staged.name)
 
     async def _store_output(
@@ -228,21 +230,54 @@ class ExportRunner:
             )
         return await self._with_link(replayed_result(manifest.result), manifest.file_name)
 
-    async def _replay_winner(self, request: ExportRequest) -> ExportResult:
+    async def _replay_winner(
+        self, request: ExportRequest, started: float, tally: Tally
+    ) -> ExportResult:
         """Another attempt (another host) created the output first: answer with its result,
         once its manifest, written right after the output, is there."""
         waited = 0.0
         while (manifest := await self._store.manifest(request.export_id)) is None:
             if waited >= WINNER_WAIT_S:
-                raise WriteError(
-                    f"the output of {request.export_id!r} was created by another attempt, "
-                    f"which recorded no manifest within {WINNER_WAIT_S:g}s"
-                )
+                return await self._adopt(request, started, tally)
             await asyncio.sleep(WINNER_POLL_S)
             waited += WINNER_POLL_S
         log.info(
             "another attempt stored the output first; answering with its result",
             extra={"event": "output_taken", "export_id": request.export_id},
+        )
+        return await self._replay(request, manifest)
+
+    async def _adopt(self, request: ExportRequest, started: float, tally: Tally) -> ExportResult:
+        """The output's maker died before recording its manifest: if the same request made
+        it, record it as ours (the records we counted are its records) and replay it."""
+        found = await self._store.unrecorded_output(request.export_id, request.format)
+        if found is None or found.fingerprint is None:
+            raise WriteError(
+                f"the output of {request.export_id!r} was created by another attempt, "
+                f"which recorded no manifest within {WINNER_WAIT_S:g}s"
+            )
+        if found.fingerprint != request.fingerprint:
+            raise Conflict(
+                f"export_id {request.export_id!r} already has an output "
+                f"({found.name}) made from a different request"
+            )
+        result = ExportResult(
+            export_id=request.export_id,
+            status=ResultStatus.COMPLETED,
+            finished_at=utc_timestamp(),
+            duration_ms=(time.monotonic() - started) * 1000,
+            format=request.format,
+            source=request.source,
+            records=tally.records,
+            bytes=found.size,
+            skipped=tally.skipped,
+            output=OutputFile(uri=found.uri, sha256=found.sha256),
+        )
+        manifest = Manifest(request.export_id, request.fingerprint, found.name, result_json(result))
+        await self._store.save_manifest(manifest)
+        log.warning(
+            "an output without a manifest (its maker died) was recorded and is replayed",
+            extra={"event": "output_adopted", "export_id": request.export_id},
         )
         return await self._replay(request, manifest)
 

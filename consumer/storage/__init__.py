@@ -31,6 +31,19 @@ class DownloadLink:
     """When the link stops working, in the contract's time format."""
 
 
+@dataclass(frozen=True, slots=True)
+class UnrecordedOutput:
+    """An output whose maker died after creating it and before recording its manifest."""
+
+    name: str
+    uri: str
+    fingerprint: str | None
+    """The digest of the request that made it, as stored with the object."""
+    size: int
+    sha256: str
+    """Of the stored bytes, read back."""
+
+
 class Claim(Protocol):
     """An attempt at one export, held while it runs."""
 
@@ -107,8 +120,13 @@ class OutputStore(Protocol):
     async def remove_parts(self, export_id: str) -> None:
         """Remove what a dead attempt at this export left; call only while holding its claim."""
 
-    def stage(self, export_id: str, fmt: ExportFormat) -> StagedOutput:
-        """A new output `{export_id}.{fmt}`, written as it comes."""
+    def stage(self, export_id: str, fmt: ExportFormat, *, fingerprint: str = "") -> StagedOutput:
+        """A new output `{export_id}.{fmt}`, written as it comes; the store may keep the
+        request's `fingerprint` with it."""
+
+    async def unrecorded_output(self, export_id: str, fmt: ExportFormat) -> UnrecordedOutput | None:
+        """The output under this id if it exists without a manifest; None if there is none or
+        the store cannot have such (files are replaced, not created only if absent)."""
 
     async def manifest(self, export_id: str) -> Manifest | None:
         """The completed export under this id, if its manifest and output both exist."""

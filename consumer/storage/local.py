@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
-    from consumer.storage import DownloadLink
+    from consumer.storage import DownloadLink, UnrecordedOutput
     from consumer.structs import ExportFormat
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,21 @@ class LocalStore:
         self._check_id(export_id)
         return self._inside(f".{export_id}{MANIFEST_SUFFIX}")
 
-    def stage(self, export_id: str, fmt: ExportFormat) -> StagedFile:
+    async def unrecorded_output(
+        self,
+        export_id: str,  # noqa: ARG002 - the interface's
+        fmt: ExportFormat,  # noqa: ARG002
+    ) -> UnrecordedOutput | None:
+        """None: a file without a manifest is simply made again and renamed over."""
+        return None
+
+    def stage(
+        self,
+        export_id: str,
+        fmt: ExportFormat,
+        *,
+        fingerprint: str = "",  # noqa: ARG002 - the manifest holds it
+    ) -> StagedFile:
         """A hidden temporary file that becomes `{export_id}.{fmt}` on commit."""
         final = self.output_path(export_id, fmt)
         temp = self._inside(f".{export_id}.{fmt.value}.{secrets.token_hex(4)}{TEMP_SUFFIX}")

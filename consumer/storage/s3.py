@@ -3,6 +3,8 @@ manifests and attempt counts under `{prefix}/.exports/`; nothing on local disk."
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -12,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from consumer.errors import StartupError, WriteError
 from consumer.events import EXPORT_ID_PATTERN, utc_timestamp
 from consumer.settings import env_name
-from consumer.storage import DownloadLink
+from consumer.storage import DownloadLink, UnrecordedOutput
 from consumer.storage.manifest import Manifest, decode_manifest, encode_manifest
 from consumer.storage.s3_attempts import S3Claim
 from consumer.storage.s3_bucket import NOT_FOUND, Bucket, PreconditionFailed, status_of
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 META_DIR = ".exports/"
 CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.PDF: "application/pdf"}
 ACCESS_DENIED = 403
+FINGERPRINT_META = "export-fingerprint"
+"""User metadata on each output: the request that made it, for when its manifest is lost."""
+READ_CHUNK_BYTES = 1024 * 1024
 
 
 class S3Store:
@@ -114,9 +119,40 @@ class S3Store:
         """Nothing to do: a dead attempt's upload may be a live one on another host, and
         uploads older than the export deadline are aborted at start-up."""
 
-    def stage(self, export_id: str, fmt: ExportFormat) -> S3Upload:
+    def stage(self, export_id: str, fmt: ExportFormat, *, fingerprint: str = "") -> S3Upload:
         self._meta_key(export_id, "")  # the id check
-        return S3Upload(self._bucket, self._key(f"{export_id}.{fmt.value}"), CONTENT_TYPES[fmt])
+        return S3Upload(
+            self._bucket,
+            self._key(f"{export_id}.{fmt.value}"),
+            CONTENT_TYPES[fmt],
+            {FINGERPRINT_META: fingerprint} if fingerprint else {},
+        )
+
+    async def unrecorded_output(self, export_id: str, fmt: ExportFormat) -> UnrecordedOutput | None:
+        """Read back (streamed, hashed) an output that has no manifest."""
+        name = f"{export_id}.{fmt.value}"
+        key = self._key(name)
+        bucket = self._bucket
+        with bucket.guard(f"cannot read {bucket.uri(key)}"):
+            try:
+                answer = await bucket.client.get_object(Bucket=bucket.name, Key=key)
+            except ClientError as exc:
+                if status_of(exc) == NOT_FOUND:
+                    return None
+                raise
+            digest = hashlib.sha256()
+            size = 0
+            async with answer["Body"] as body:
+                while chunk := await body.read(READ_CHUNK_BYTES):
+                    size += len(chunk)
+                    await asyncio.to_thread(digest.update, chunk)  # hashing leaves the loop
+        return UnrecordedOutput(
+            name=name,
+            uri=bucket.uri(key),
+            fingerprint=answer.get("Metadata", {}).get(FINGERPRINT_META),
+            size=size,
+            sha256=digest.hexdigest(),
+        )
 
     async def manifest(self, export_id: str) -> Manifest | None:
         stored = await self._bucket.get(self._meta_key(export_id, ".manifest.json"))

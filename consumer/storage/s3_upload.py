@@ -35,10 +35,13 @@ PART_BYTES = 8 * 1024 * 1024
 class S3Upload:
     """The staged output of the S3 store (see the module docstring)."""
 
-    def __init__(self, bucket: Bucket, key: str, content_type: str) -> None:
+    def __init__(
+        self, bucket: Bucket, key: str, content_type: str, metadata: dict[str, str]
+    ) -> None:
         self._bucket = bucket
         self._key = key
         self._content_type = content_type
+        self._metadata = metadata
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._buffer = bytearray()
@@ -82,7 +85,10 @@ class S3Upload:
             client = self._bucket.client
             if self._upload_id is None:
                 answer = await client.create_multipart_upload(
-                    Bucket=self._bucket.name, Key=self._key, ContentType=self._content_type
+                    Bucket=self._bucket.name,
+                    Key=self._key,
+                    ContentType=self._content_type,
+                    Metadata=self._metadata,
                 )
                 self._upload_id = str(answer["UploadId"])
             number = len(self._parts) + 1
@@ -107,6 +113,7 @@ class S3Upload:
                         Key=self._key,
                         Body=rest,
                         ContentType=self._content_type,
+                        Metadata=self._metadata,
                         IfNoneMatch="*",
                     )
                 else:

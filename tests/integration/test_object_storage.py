@@ -17,7 +17,7 @@ import pypdf
 import pytest
 
 from consumer.broker import free_port
-from consumer.events import RESULT_SCHEMA, validator
+from consumer.events import RESULT_SCHEMA, decode_request, validator
 from tests.integration.conftest import S3_PREFIX as PREFIX
 from tests.integration.test_startup import _one_line as one_line
 from tests.integration.test_startup import _run as run_cli
@@ -167,6 +167,39 @@ class TestReplayAndConflict:
         assert seaweed.uploads(bucket) == []
         # The loser's commit was refused (If-None-Match), not skipped by an early replay.
         assert [r for r in caplog.records if getattr(r, "event", None) == "output_taken"]
+
+    @pytest.mark.parametrize("same_request", [True, False])
+    async def test_an_output_whose_maker_died_before_its_manifest(
+        self, harness, seaweed, bucket, s3, same_request
+    ):
+        """An object left without a manifest (its maker killed between the two) is answered
+        as a replay of it when the same request made it, with its bytes' sha256 (and has a
+        manifest from then on), or as a conflict when another request did."""
+        start, end = await harness.write_batches([ROWS[:2], ROWS[2]])
+        body = harness.request("orphan", start, end)
+        fingerprint = decode_request(body).fingerprint if same_request else "0" * 64
+        seaweed.client().put_object(
+            Bucket=bucket,
+            Key=f"{PREFIX}/orphan.csv",
+            Body=EXPECTED_CSV,
+            Metadata={"export-fingerprint": fingerprint},
+        )
+        async with harness.service(**s3):
+            await harness.send_request(body)
+            result = await harness.result("orphan")
+            await harness.send_request(body)
+            again = await harness.result("orphan", nth=2)
+        assert seaweed.outputs(bucket) == [f"{PREFIX}/orphan.csv"]
+        assert seaweed.read(bucket, f"{PREFIX}/orphan.csv") == EXPECTED_CSV
+        assert seaweed.uploads(bucket) == []
+        if not same_request:
+            assert [r["error"]["reason"] for r in (result, again)] == ["conflict", "conflict"]
+            return
+        for answer in (result, again):
+            assert answer["status"] == "completed", answer
+            assert answer["replayed"] is True
+            assert answer["records"] == 3
+            assert answer["output"]["sha256"] == hashlib.sha256(EXPECTED_CSV).hexdigest()
 
 
 class TestNothingHalfMade:
