@@ -159,7 +159,7 @@ async def _dev_session(settings: Settings, *, demo: bool, log_file: Path | None)
     metrics_host = "127.0.0.1" if settings.metrics_host == "0.0.0.0" else settings.metrics_host  # noqa: S104
     print(
         f"export-consumer dev: broker {settings.bootstrap_servers}, "
-        f"outputs {service.store.root}, metrics http://{metrics_host}:{service.metrics_port}/metrics"
+        f"outputs {service.store.location}, metrics http://{metrics_host}:{service.metrics_port}/metrics"
         + (f", logs {log_file}" if log_file is not None else "")
         + ("" if demo else " (Ctrl-C stops)"),
         flush=True,

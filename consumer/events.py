@@ -179,6 +179,9 @@ def result_json(result: ExportResult) -> dict[str, Any]:
     out["bytes"] = result.bytes
     if result.output is not None:
         out["output"] = {"uri": result.output.uri, "sha256": result.output.sha256}
+        if result.output.url is not None:
+            out["output"]["url"] = result.output.url
+            out["output"]["expires_at"] = result.output.expires_at
     if result.source is not None:
         out["source"] = _source_json(result.source)
     out["skipped"] = result.skipped

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import dataclasses
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from consumer.csv_pool import RemoteCsvWriter
-from consumer.errors import Conflict, ExportError, ExportTimeout
+from consumer.errors import Conflict, ExportError, ExportTimeout, WriteError
 from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
+from consumer.offloop import finish_despite_cancel, run_off_loop
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
 from consumer.source import MIN_FETCH_BYTES, SourceReader, fetch_bytes_for
-from consumer.store import Manifest
+from consumer.storage import OutputTaken
+from consumer.storage.manifest import Manifest
 from consumer.structs import (
     ExportFormat,
     ExportResult,
@@ -31,20 +33,21 @@ from consumer.writers.pdf import ReportInfo
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from consumer.claims import ExportClaim
     from consumer.csv_pool import CsvWorkerPool
     from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
     from consumer.runner_core import MessageWriter
     from consumer.settings import Settings
-    from consumer.store import OutputStore
+    from consumer.storage import Claim, OutputStore, StagedOutput
     from consumer.structs import ExportRequest
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MAX_CRASHED_ATTEMPTS = 3
 """Deliveries that may die mid-export before the next one fails it with `internal`."""
+WINNER_WAIT_S = 10.0
+"""How long a lost race waits for the winner's manifest (it writes it right after)."""
+WINNER_POLL_S = 0.2
 
 
 def failed_result(
@@ -68,19 +71,6 @@ def failed_result(
         skipped=tally.skipped if tally else 0,
         error=Failure(reason=error.reason, message=error.message, offset=error.offset),
     )
-
-
-async def run_off_loop(func: Callable[[], T]) -> T:
-    """Run CPU work in a thread; on cancel, wait for it so no one touches its files after."""
-    # The thread runs in a copy of this task's context, so its logs carry the export_id.
-    context = contextvars.copy_context()
-    future = asyncio.get_running_loop().run_in_executor(None, context.run, func)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        # The thread cannot be interrupted; let it finish its batch before unwinding.
-        await asyncio.wait([future])
-        raise
 
 
 class ExportRunner:
@@ -147,19 +137,14 @@ class ExportRunner:
     async def _export(
         self,
         request: ExportRequest,
-        claim: ExportClaim,
+        claim: Claim,
         started: float,
         tally: Tally,
         progress: ProgressReporter,
     ) -> ExportResult:
-        manifest = self._store.manifest(request.export_id)
+        manifest = await self._store.manifest(request.export_id)
         if manifest is not None:
-            if manifest.fingerprint != request.fingerprint:
-                raise Conflict(
-                    f"export_id {request.export_id!r} already has an output "
-                    f"({manifest.file_name}) made from a different request"
-                )
-            return replayed_result(manifest.result)
+            return await self._replay(request, manifest)
         if claim.earlier_attempts >= MAX_CRASHED_ATTEMPTS:
             raise ExportError(
                 f"internal error: the service died during each of the last "
@@ -169,24 +154,42 @@ class ExportRunner:
         if claim.earlier_attempts:
             # Only a dead attempt leaves a hidden part (its count is written before staging),
             # so the directory is listed only then, not on every export.
-            self._store.remove_parts(request.export_id)
+            await self._store.remove_parts(request.export_id)
 
         writer = self._writer_for(request)
+        taken = False
         try:
             fetch_bytes = self._fetch_bytes(request)
-            async with SourceReader(self._settings, request.source, fetch_bytes) as reader:
-                with self._store.stage(request.export_id, request.format) as staged:
-                    await run_off_loop(functools.partial(writer.begin, staged, tally))
-                    async for messages in reader.batches():
-                        await run_off_loop(
-                            functools.partial(writer.write_messages, messages, tally)
-                        )
-                        await progress.update(tally.records, reader.position)
-                    await run_off_loop(functools.partial(writer.finish, tally))
-                    await run_off_loop(staged.commit)
+            async with (
+                SourceReader(self._settings, request.source, fetch_bytes) as reader,
+                self._store.stage(
+                    request.export_id, request.format, fingerprint=request.fingerprint
+                ) as staged,
+            ):
+                await run_off_loop(functools.partial(writer.begin, staged, tally))
+                async for messages in reader.batches():
+                    await run_off_loop(functools.partial(writer.write_messages, messages, tally))
+                    await progress.update(tally.records, reader.position)
+                await run_off_loop(functools.partial(writer.finish, tally))
+                # Once the output is being made visible its manifest must follow, even if a
+                # rebalance or the deadline cancels us now: an object in the bucket without
+                # one would stand in the way of every later attempt.
+                result = await finish_despite_cancel(
+                    self._store_output(request, staged, started, tally)
+                )
+        except OutputTaken:
+            taken = True  # another attempt made it first; leaving the block discarded ours
         finally:
             await run_off_loop(writer.close)
+        if taken:
+            return await self._replay_winner(request, started, tally)
+        return await self._with_link(result, staged.name)
 
+    async def _store_output(
+        self, request: ExportRequest, staged: StagedOutput, started: float, tally: Tally
+    ) -> ExportResult:
+        """Make the output visible, then record its manifest; the completed result."""
+        await staged.commit()
         result = ExportResult(
             export_id=request.export_id,
             status=ResultStatus.COMPLETED,
@@ -197,13 +200,13 @@ class ExportRunner:
             records=tally.records,
             bytes=staged.bytes_written,
             skipped=tally.skipped,
-            output=OutputFile(uri=staged.final_path.as_uri(), sha256=staged.sha256),
+            output=OutputFile(uri=staged.uri, sha256=staged.sha256),
         )
-        self._store.save_manifest(
+        await self._store.save_manifest(
             Manifest(
                 export_id=request.export_id,
                 fingerprint=request.fingerprint,
-                file_name=staged.final_path.name,
+                file_name=staged.name,
                 result=result_json(result),
             )
         )
@@ -213,11 +216,78 @@ class ExportRunner:
             extra={
                 "event": "output_stored",
                 "export_id": request.export_id,
-                "file": staged.final_path.name,
+                "file": staged.name,
                 "bytes": staged.bytes_written,
             },
         )
         return result
+
+    async def _replay(self, request: ExportRequest, manifest: Manifest) -> ExportResult:
+        if manifest.fingerprint != request.fingerprint:
+            raise Conflict(
+                f"export_id {request.export_id!r} already has an output "
+                f"({manifest.file_name}) made from a different request"
+            )
+        return await self._with_link(replayed_result(manifest.result), manifest.file_name)
+
+    async def _replay_winner(
+        self, request: ExportRequest, started: float, tally: Tally
+    ) -> ExportResult:
+        """Another attempt (another host) created the output first: answer with its result,
+        once its manifest, written right after the output, is there."""
+        waited = 0.0
+        while (manifest := await self._store.manifest(request.export_id)) is None:
+            if waited >= WINNER_WAIT_S:
+                return await self._adopt(request, started, tally)
+            await asyncio.sleep(WINNER_POLL_S)
+            waited += WINNER_POLL_S
+        log.info(
+            "another attempt stored the output first; answering with its result",
+            extra={"event": "output_taken", "export_id": request.export_id},
+        )
+        return await self._replay(request, manifest)
+
+    async def _adopt(self, request: ExportRequest, started: float, tally: Tally) -> ExportResult:
+        """The output's maker died before recording its manifest: if the same request made
+        it, record it as ours (the records we counted are its records) and replay it."""
+        found = await self._store.unrecorded_output(request.export_id, request.format)
+        if found is None or found.fingerprint is None:
+            raise WriteError(
+                f"the output of {request.export_id!r} was created by another attempt, "
+                f"which recorded no manifest within {WINNER_WAIT_S:g}s"
+            )
+        if found.fingerprint != request.fingerprint:
+            raise Conflict(
+                f"export_id {request.export_id!r} already has an output "
+                f"({found.name}) made from a different request"
+            )
+        result = ExportResult(
+            export_id=request.export_id,
+            status=ResultStatus.COMPLETED,
+            finished_at=utc_timestamp(),
+            duration_ms=(time.monotonic() - started) * 1000,
+            format=request.format,
+            source=request.source,
+            records=tally.records,
+            bytes=found.size,
+            skipped=tally.skipped,
+            output=OutputFile(uri=found.uri, sha256=found.sha256),
+        )
+        manifest = Manifest(request.export_id, request.fingerprint, found.name, result_json(result))
+        await self._store.save_manifest(manifest)
+        log.warning(
+            "an output without a manifest (its maker died) was recorded and is replayed",
+            extra={"event": "output_adopted", "export_id": request.export_id},
+        )
+        return await self._replay(request, manifest)
+
+    async def _with_link(self, result: ExportResult, file_name: str) -> ExportResult:
+        """The result with a fresh download link, where the store gives one."""
+        link = await self._store.download_link(file_name)
+        if link is None or result.output is None:
+            return result
+        output = dataclasses.replace(result.output, url=link.url, expires_at=link.expires_at)
+        return dataclasses.replace(result, output=output)
 
     def _fetch_bytes(self, request: ExportRequest) -> int:
         # Large fetches save CSV round trips; a report is drawing-bound, and each fetch

@@ -26,7 +26,7 @@ from consumer.publisher import ResultPublisher
 from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner, failed_result
 from consumer.settings import env_name
-from consumer.store import OutputStore
+from consumer.storage import open_store
 from consumer.topics import require_topics
 from consumer.writers.pdf_fonts import find_font
 
@@ -61,7 +61,7 @@ class ExportService:
         self.metrics.running.set_function(lambda: self.limiter.running)
         self.metrics.queue_depth.set_function(lambda: self.limiter.waiting)
         self.metrics.ready.set_function(lambda: float(self.readiness.reason is None))
-        self.store = OutputStore(settings.output_dir)
+        self.store = open_store(settings)
         self.font = find_font(settings.pdf_font)
         self.pdf_pool = PdfWorkerPool(settings.max_in_flight, self.font, settings.pdf_max_pages)
 
@@ -97,13 +97,13 @@ class ExportService:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self.store.prepare()
         try:
-            self.store.prepare()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot use the output directory {self.store.root} "
-                f"({env_name('output_dir')}): {exc.strerror or exc}"
-            ) from exc
+            await self._run()
+        finally:
+            await self.store.close()
+
+    async def _run(self) -> None:
         if not self.font.is_dejavu:
             log.warning(
                 "DejaVu Sans not found: PDFs use reportlab's Vera, which covers Latin-1 only "
@@ -151,7 +151,7 @@ class ExportService:
                     "bootstrap_servers": self.settings.bootstrap_servers,
                     "group_id": self.settings.group_id,
                     "request_topic": self.settings.request_topic,
-                    "output_dir": str(self.store.root),
+                    "output": self.store.location,
                     "metrics_port": health.port,
                 },
             )

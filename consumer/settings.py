@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, FilePath, SecretStr, ValidationError
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -42,6 +42,11 @@ DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
 DEFAULT_PDF_MAX_PAGES = 5_000
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+DEFAULT_S3_REGION = "us-east-1"
+DEFAULT_S3_PRESIGN_S = 3600
+MAX_S3_PRESIGN_S = 7 * 24 * 3600
+"""SigV4's limit on a presigned URL's lifetime."""
+OUTPUT_URL_SCHEMES = ("s3://", "file://")
 
 
 class SecurityProtocol(StrEnum):
@@ -108,6 +113,16 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(DEFAULT_DLQ_TOPIC, min_length=1)
     output_dir: Path = DEFAULT_OUTPUT_DIR
     """Where outputs appear; nothing is written outside it."""
+    output_url: str | None = None
+    """`s3://bucket/prefix` for object storage; unset: `file://` + `output_dir`."""
+    s3_endpoint_url: str | None = None
+    """Any S3-compatible endpoint (`http://127.0.0.1:8333`); unset: AWS."""
+    s3_region: str = Field(DEFAULT_S3_REGION, min_length=1)
+    s3_access_key_id: str | None = None
+    """With the secret below; unset: the standard AWS credential chain."""
+    s3_secret_access_key: SecretStr | None = None
+    s3_presign_s: int = Field(DEFAULT_S3_PRESIGN_S, ge=0, le=MAX_S3_PRESIGN_S)
+    """Lifetime of the download link in each completed result; 0: no link."""
     max_in_flight: int = Field(DEFAULT_MAX_IN_FLIGHT, ge=1, le=1000)
     """Exports that run at once; past that the request partitions are paused."""
     timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
@@ -145,6 +160,19 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+
+    @field_validator("output_url")
+    @classmethod
+    def _check_output_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(OUTPUT_URL_SCHEMES):
+            raise ValueError("must be s3://bucket/prefix or file:///path")
+        if value.startswith("s3://") and not value.removeprefix("s3://").split("/")[0]:
+            raise ValueError("names no bucket (s3://bucket/prefix)")
+        if value.startswith("file://") and not value.removeprefix("file://").startswith("/"):
+            raise ValueError("a file URL needs an absolute path (file:///srv/exports)")
+        return value
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client the service creates."""

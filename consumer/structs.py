@@ -83,7 +83,12 @@ class OutputFile:
     """Where a completed export's file is and what it holds."""
 
     uri: str
+    """`file:///...` or `s3://bucket/key`."""
     sha256: str
+    url: str | None = None
+    """A presigned download link (object storage), made afresh for every result event."""
+    expires_at: str | None = None
+    """When `url` stops working."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,10 +133,11 @@ async def _seed_all(settings: Settings, args: argparse.Namespace, scenarios: lis
 
 def _summary(result: dict[str, Any]) -> str:
     if result.get("status") == "completed":
-        uri = result.get("output", {}).get("uri", "")
+        output = result.get("output", {})
+        link = f" (download: {output['url']})" if "url" in output else ""
         return (
             f"completed {result.get('records')} records, {result.get('bytes')} bytes "
-            f"in {result.get('duration_ms')} ms -> {uri}"
+            f"in {result.get('duration_ms')} ms -> {output.get('uri', '')}{link}"
         )
     error = result.get("error", {})
     return f"failed ({error.get('reason')}): {error.get('message')}"

@@ -49,6 +49,36 @@ class TestSettings:
         with pytest.raises(SettingsError, match=r"^bad setting --metrics-port='99999': "):
             load_settings({"metrics_port": "99999"})
 
+    def test_object_storage_settings(self):
+        """An s3:// output URL is taken with its endpoint and keys; the secret stays secret,
+        and the link lifetime defaults to the contract's hour."""
+        settings = load_settings(
+            {
+                "output_url": "s3://bucket/team/exports",
+                "s3_endpoint_url": "http://127.0.0.1:8333",
+                "s3_access_key_id": "key",
+                "s3_secret_access_key": "hush",
+            }
+        )
+        assert settings.output_url == "s3://bucket/team/exports"
+        assert settings.s3_region == "us-east-1"
+        assert settings.s3_presign_s == 3600
+        assert "hush" not in repr(settings)
+
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            ("ftp://host/x", "must be s3://bucket/prefix or file:///path"),
+            ("s3:///prefix", "names no bucket"),
+            ("file://relative", "needs an absolute path"),
+        ],
+    )
+    def test_bad_output_urls_are_named(self, url, why):
+        """An output URL the service cannot use stops start-up naming the variable."""
+        with pytest.raises(SettingsError, match=r"^bad setting --output-url=") as caught:
+            load_settings({"output_url": url})
+        assert why in str(caught.value)
+
     def test_out_of_range_values_are_refused(self):
         """Zero slots or a zero deadline make no sense and are refused."""
         for field in ("max_in_flight", "timeout_s"):

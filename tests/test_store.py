@@ -1,4 +1,5 @@
-"""Atomic outputs, manifests, and paths that stay inside the output directory."""
+"""The local store's own ways: hidden staged files, write-backs, paths that stay inside the
+output directory (what every store does is in tests/integration/test_stores.py)."""
 
 from __future__ import annotations
 
@@ -7,54 +8,47 @@ import hashlib
 import pytest
 
 from consumer.errors import WriteError
-from consumer.store import WRITEBACK_BYTES, Manifest, OutputStore
+from consumer.storage.local import WRITEBACK_BYTES, LocalStore
 from consumer.structs import ExportFormat
 
 
 @pytest.fixture
-def store(tmp_path):
-    out = OutputStore(tmp_path / "exports")
-    out.prepare()
+async def store(tmp_path):
+    out = LocalStore(tmp_path / "exports")
+    await out.prepare()
     return out
 
 
 class TestStagedFile:
-    def test_output_appears_only_on_commit(self, store):
+    async def test_output_appears_only_on_commit(self, store):
         """Until commit the output name does not exist; after, it holds every byte."""
-        with store.stage("inv-1", ExportFormat.CSV) as staged:
+        async with store.stage("inv-1", ExportFormat.CSV) as staged:
             staged.write(b"a,b\r\n")
             assert not (store.root / "inv-1.csv").exists()
             assert staged.temp_path.name.startswith(".")
-            staged.commit()
+            await staged.commit()
         assert (store.root / "inv-1.csv").read_bytes() == b"a,b\r\n"
         assert staged.bytes_written == 5
         assert list(store.root.iterdir()) == [store.root / "inv-1.csv"]
 
-    def test_failure_leaves_nothing(self, store):
-        """An error before commit removes the staged file."""
-        staged = store.stage("inv-2", ExportFormat.CSV)
-        with staged:
-            staged.write(b"partial")
-        assert list(store.root.iterdir()) == []
-
-    def test_large_outputs_are_whole_and_hashed_through_the_writebacks(self, store):
+    async def test_large_outputs_are_whole_and_hashed_through_the_writebacks(self, store):
         """Past the write-back size (written back while writing), every byte and the
         hash are the file's; a large staged file abandoned mid-way leaves nothing."""
         pieces = [bytes([i]) * (1024 * 1024 + i) for i in range(40)]  # ~40 MB, 2 write-backs
-        with store.stage("big", ExportFormat.CSV) as staged:
+        async with store.stage("big", ExportFormat.CSV) as staged:
             for piece in pieces:
                 staged.write(piece)
-            staged.commit()
+            await staged.commit()
         data = (store.root / "big.csv").read_bytes()
         assert data == b"".join(pieces)
         assert staged.sha256 == hashlib.sha256(data).hexdigest()
         assert len(data) > 2 * WRITEBACK_BYTES
-        with store.stage("abandoned", ExportFormat.CSV) as staged:
+        async with store.stage("abandoned", ExportFormat.CSV) as staged:
             for piece in pieces:
                 staged.write(piece)
         assert sorted(p.name for p in store.root.iterdir()) == ["big.csv"]
 
-    def test_output_directory_gone_is_a_write_error(self, store):
+    async def test_output_directory_gone_is_a_write_error(self, store):
         """When the output directory cannot take files, staging fails with `write_error`."""
         store.root.rmdir()
         store.root.write_bytes(b"not a directory")
@@ -64,25 +58,8 @@ class TestStagedFile:
 
 class TestPaths:
     @pytest.mark.parametrize("export_id", ["../x", "a/b", ".hidden", "", "/etc/passwd"])
-    def test_ids_cannot_leave_the_directory(self, store, export_id):
+    async def test_ids_cannot_leave_the_directory(self, store, export_id):
         """Ids that are not safe file names are refused before any file is made."""
         with pytest.raises(WriteError):
             store.stage(export_id, ExportFormat.CSV)
         assert list(store.root.parent.iterdir()) == [store.root]
-
-
-class TestManifest:
-    def test_round_trip_and_missing_output(self, store):
-        """A manifest is found while its output exists, and ignored once it is removed."""
-        (store.root / "inv-4.csv").write_bytes(b"x")
-        store.save_manifest(Manifest("inv-4", "f" * 64, "inv-4.csv", {"export_id": "inv-4"}))
-        found = store.manifest("inv-4")
-        assert found is not None
-        assert found.fingerprint == "f" * 64
-        (store.root / "inv-4.csv").unlink()
-        assert store.manifest("inv-4") is None
-
-    def test_unreadable_manifest_means_redo(self, store):
-        """A corrupt manifest does not stop the export: it is made again."""
-        (store.root / ".inv-5.manifest.json").write_bytes(b"{broken")
-        assert store.manifest("inv-5") is None

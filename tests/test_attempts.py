@@ -1,4 +1,5 @@
-"""Claims across real processes: exclusive, released by death, counting attempts that died."""
+"""The local store's claims across real processes: exclusive, released by death, counting
+attempts that died."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from consumer.store import OutputStore
+from consumer.storage.local import LocalStore
 from consumer.structs import ExportFormat
 
 if TYPE_CHECKING:
@@ -22,11 +23,11 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from consumer.store import OutputStore
+    from consumer.storage.local import LocalStore
     from consumer.structs import ExportFormat
 
     async def main():
-        store = OutputStore(Path(sys.argv[1]))
+        store = LocalStore(Path(sys.argv[1]))
         async with store.claim(sys.argv[2]):
             staged = store.stage(sys.argv[2], ExportFormat.CSV)
             staged.write(b"half a file")
@@ -39,13 +40,13 @@ HOLDER = textwrap.dedent(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OutputStore:
-    out = OutputStore(tmp_path / "exports")
-    out.prepare()
+async def store(tmp_path: Path) -> LocalStore:
+    out = LocalStore(tmp_path / "exports")
+    await out.prepare()
     return out
 
 
-def hold(store: OutputStore, export_id: str) -> subprocess.Popen[str]:
+def hold(store: LocalStore, export_id: str) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(store.root), export_id],
         stdout=subprocess.PIPE,
@@ -63,7 +64,7 @@ def kill(holder: subprocess.Popen[str]) -> None:
         holder.stdout.close()
 
 
-async def test_a_claim_waits_for_another_process_and_counts_its_death(store: OutputStore):
+async def test_a_claim_waits_for_another_process_and_counts_its_death(store: LocalStore):
     """While a live process holds the claim we wait; once it is killed we get it, told why."""
     holder = hold(store, "exp-1")
     try:
@@ -80,21 +81,21 @@ async def test_a_claim_waits_for_another_process_and_counts_its_death(store: Out
     assert not list(store.root.glob("*.attempts"))  # nor a claim file left behind
 
 
-async def test_deaths_accumulate_until_an_attempt_ends(store: OutputStore):
+async def test_deaths_accumulate_until_an_attempt_ends(store: LocalStore):
     for _ in range(3):
         kill(hold(store, "poison"))
     async with store.claim("poison") as claim:
         assert claim.earlier_attempts == 3
 
 
-def test_start_up_removes_parts_of_dead_processes_only(store: OutputStore):
+async def test_start_up_removes_parts_of_dead_processes_only(store: LocalStore):
     """A dead writer's half file goes at start-up; a live writer's stays."""
     kill(hold(store, "dead-one"))
     live = hold(store, "live-one")
     try:
         parts = sorted(p.name.split(".")[1] for p in store.root.glob(".*.part"))
         assert parts == ["dead-one", "live-one"]
-        OutputStore(store.root).prepare()
+        await LocalStore(store.root).prepare()
         left = [p.name for p in store.root.glob(".*.part")]
         assert len(left) == 1
         assert left[0].startswith(".live-one.csv.")
@@ -102,10 +103,10 @@ def test_start_up_removes_parts_of_dead_processes_only(store: OutputStore):
         kill(live)
 
 
-async def test_parts_of_a_dead_attempt_go_when_the_export_is_claimed_again(store: OutputStore):
+async def test_parts_of_a_dead_attempt_go_when_the_export_is_claimed_again(store: LocalStore):
     kill(hold(store, "again"))
     staged_by_us = store.stage("other", ExportFormat.CSV)
     async with store.claim("again"):
-        store.remove_parts("again")
+        await store.remove_parts("again")
     assert [p.name for p in store.root.glob(".*.part")] == [staged_by_us.temp_path.name]
     staged_by_us.discard()

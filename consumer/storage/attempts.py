@@ -1,4 +1,5 @@
-"""Who is working on an export, across processes, and how often it has died trying.
+"""The local store's claims: who is working on an export, across processes, and how often
+it has died trying.
 
 Each export id has a claim file `.{export_id}.attempts` beside its output. A process
 holds an exclusive `flock` on it while it works on the export, so instances sharing an

@@ -1,4 +1,5 @@
-"""Output files: staged hidden in the output directory, renamed into place, with a manifest.
+"""The local-directory store: outputs staged hidden in the output directory, renamed into
+place, with a manifest and a claim file beside each.
 
 The manifest (`.{export_id}.manifest.json`) records which request made the output and
 the result that was published, so replays and conflicts are told apart after a restart.
@@ -12,35 +13,26 @@ import logging
 import os
 import secrets
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
-from consumer.claims import ExportClaim, claim_path, try_lock
-from consumer.errors import WriteError
-from consumer.events import EXPORT_ID_PATTERN, decode_json, encode_json
+from consumer.errors import StartupError, WriteError
+from consumer.events import EXPORT_ID_PATTERN
+from consumer.offloop import run_off_loop
+from consumer.settings import env_name
+from consumer.storage.attempts import ExportClaim, claim_path, try_lock
+from consumer.storage.manifest import Manifest, decode_manifest, encode_manifest
 
 if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
+    from consumer.storage import DownloadLink, UnrecordedOutput
     from consumer.structs import ExportFormat
 
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """What the store knows about an export it completed."""
-
-    export_id: str
-    fingerprint: str
-    """The request digest that made the output."""
-    file_name: str
-    result: dict[str, Any]
-    """The completed result event as published, to publish again on replay."""
 
 
 WRITEBACK_BYTES = 16 * 1024 * 1024
@@ -108,11 +100,22 @@ class StagedFile:
             self._writeback = None
 
     @property
+    def name(self) -> str:
+        return self.final_path.name
+
+    @property
+    def uri(self) -> str:
+        return self.final_path.as_uri()
+
+    @property
     def sha256(self) -> str:
         return self._sha256.hexdigest()
 
-    def commit(self) -> None:
-        """Flush to disk and rename into place atomically."""
+    async def commit(self) -> None:
+        """Flush to disk and rename into place atomically (in a thread: fsync waits)."""
+        await run_off_loop(self._commit)
+
+    def _commit(self) -> None:
         try:
             self._file.flush()
             self._join_writeback()
@@ -131,10 +134,10 @@ class StagedFile:
         if not self._committed:
             self.temp_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> Self:
+    async def __aenter__(self) -> Self:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -143,14 +146,37 @@ class StagedFile:
         self.discard()
 
 
-class OutputStore:
-    """The output directory: paths checked to stay inside it, staged writes, manifests."""
+class LocalStore:
+    """The output directory: paths checked to stay inside it, staged writes, manifests.
+
+    Its claim is exclusive across every process sharing the directory (see `attempts`).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    def prepare(self) -> None:
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    async def close(self) -> None:
+        """Nothing held between exports."""
+
+    async def download_link(self, file_name: str) -> DownloadLink | None:  # noqa: ARG002
+        """None: a file URI is the only way to the output (on this host)."""
+        return None
+
+    async def prepare(self) -> None:
         """Create the directory and remove what dead processes left half-written."""
+        try:
+            self._prepare()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use the output directory {self.root} "
+                f"({env_name('output_dir')}): {exc.strerror or exc}"
+            ) from exc
+
+    def _prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         removed = 0
         for part in self.root.glob(f".*{TEMP_SUFFIX}"):
@@ -177,11 +203,11 @@ class OutputStore:
             )
 
     def claim(self, export_id: str) -> ExportClaim:
-        """The cross-process claim on an export id; see `consumer.claims`."""
+        """The cross-process claim on an export id; see `consumer.storage.attempts`."""
         self._check_id(export_id)
         return ExportClaim(claim_path(self.root, export_id))
 
-    def remove_parts(self, export_id: str) -> None:
+    async def remove_parts(self, export_id: str) -> None:
         """Delete this export's temporary files; call only while holding its claim."""
         self._check_id(export_id)
         for part in self.root.glob(f".{export_id}.*{TEMP_SUFFIX}"):
@@ -207,17 +233,31 @@ class OutputStore:
         self._check_id(export_id)
         return self._inside(f".{export_id}{MANIFEST_SUFFIX}")
 
-    def stage(self, export_id: str, fmt: ExportFormat) -> StagedFile:
+    async def unrecorded_output(
+        self,
+        export_id: str,  # noqa: ARG002 - the interface's
+        fmt: ExportFormat,  # noqa: ARG002
+    ) -> UnrecordedOutput | None:
+        """None: a file without a manifest is simply made again and renamed over."""
+        return None
+
+    def stage(
+        self,
+        export_id: str,
+        fmt: ExportFormat,
+        *,
+        fingerprint: str = "",  # noqa: ARG002 - the manifest holds it
+    ) -> StagedFile:
         """A hidden temporary file that becomes `{export_id}.{fmt}` on commit."""
         final = self.output_path(export_id, fmt)
         temp = self._inside(f".{export_id}.{fmt.value}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         return StagedFile(temp, final)
 
-    def manifest(self, export_id: str) -> Manifest | None:
+    async def manifest(self, export_id: str) -> Manifest | None:
         """The completed export under this id, if its manifest and output both exist."""
         path = self._manifest_path(export_id)
         try:
-            data = decode_json(path.read_bytes())
+            manifest = decode_manifest(path.read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
@@ -226,29 +266,16 @@ class OutputStore:
                 extra={"event": "manifest_unreadable", "export_id": export_id},
             )
             return None
-        manifest = Manifest(
-            export_id=data["export_id"],
-            fingerprint=data["fingerprint"],
-            file_name=data["file_name"],
-            result=data["result"],
-        )
         if not self._inside(manifest.file_name).is_file():
             # The output was removed by hand: the export is made again.
             return None
         return manifest
 
-    def save_manifest(self, manifest: Manifest) -> None:
+    async def save_manifest(self, manifest: Manifest) -> None:
         """Write the manifest atomically, after the output is in place."""
         path = self._manifest_path(manifest.export_id)
         temp = path.with_name(path.name + f".{secrets.token_hex(4)}{TEMP_SUFFIX}")
-        body = encode_json(
-            {
-                "export_id": manifest.export_id,
-                "fingerprint": manifest.fingerprint,
-                "file_name": manifest.file_name,
-                "result": manifest.result,
-            }
-        )
+        body = encode_manifest(manifest)
         try:
             temp.write_bytes(body)
             temp.replace(path)
