@@ -310,6 +310,10 @@ async def test_two_of_three_down_nothing_is_acknowledged_or_committed_until_they
         await asyncio.sleep(WINDOW_S)
         assert await committed(harness) == before
         assert {e["export_id"] for e in service.events("export_finished")} == finished
+        # Exports went on while results could not be acknowledged, but no more of them than
+        # max_in_flight: the unacknowledged ones keep the request partitions paused.
+        stored = {e["export_id"] for e in service.events("output_stored")}
+        assert 1 <= len(stored - finished) <= 2, (stored, finished)
         assert service.process is not None
         assert service.process.poll() is None  # still running
         for node in others:
