@@ -157,7 +157,12 @@ class KafkaNode:
         return self._process is not None and self._process.poll() is None
 
     def start(self, lib: Path) -> None:
-        """Start the process; returns at once (see `wait_ready`)."""
+        """Start the process; returns at once (see `wait_ready`).
+
+        Call it from a thread that outlives the node (the main one, not `to_thread`'s): the
+        node gets SIGTERM when the thread that started it ends (Linux's parent-death signal
+        is per thread).
+        """
         if self.running():
             return
         with self.log_file.open("ab") as log:
