@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 class ExportLimiter:
     """A semaphore that also counts who waits, so the loop can pause before a queue grows.
 
-    `admitted()` counts requests handed over and not yet done (running plus waiting);
-    the loop pauses fetching while it is at `capacity`.
+    Requests handed over and not yet done (waiting, running, or run with their result not
+    yet acknowledged) count against `capacity`; the loop pauses fetching while they fill it,
+    so a broker that cannot acknowledge results stops the fetching too.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -22,10 +23,24 @@ class ExportLimiter:
         self._slots = asyncio.Semaphore(capacity)
         self.running = 0
         self.waiting = 0
+        self.unacknowledged = 0
+        """Exports run whose result is not yet acknowledged (they hold no slot)."""
+
+    @property
+    def taken(self) -> int:
+        return self.running + self.waiting + self.unacknowledged
 
     @property
     def full(self) -> bool:
-        return self.running + self.waiting >= self.capacity
+        return self.taken >= self.capacity
+
+    def ran(self) -> None:
+        """An export has run (call it before giving up its slot): its result is pending."""
+        self.unacknowledged += 1
+
+    def acknowledged(self) -> None:
+        """The result of an export counted by `ran()` is acknowledged (or given up on)."""
+        self.unacknowledged -= 1
 
     def admit(self) -> None:
         """Count a request as received before it asks for a slot."""

@@ -172,7 +172,7 @@ class ExportService:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():
             self._apply_backpressure(consumer)
-            free = self.limiter.capacity - self.limiter.running - self.limiter.waiting
+            free = self.limiter.capacity - self.limiter.taken
             try:
                 fetched = await consumer.getmany(
                     timeout_ms=POLL_TIMEOUT_MS, max_records=max(free, 1)
@@ -254,7 +254,13 @@ class ExportService:
                 result = await self.runner.run(request, self._publisher.publish_progress)
             finally:
                 self.metrics.export_ended(request.format)
-        await self._publish(result, request.requested_by)
+            # Counted before the slot is given up: while results cannot be acknowledged
+            # (min.insync.replicas not met), fetching stays paused, with no export more.
+            self.limiter.ran()
+        try:
+            await self._publish(result, request.requested_by)
+        finally:
+            self.limiter.acknowledged()
         self._tracker.finished(tp, message.offset)
 
     async def _publish(self, result: ExportResult, requested_by: str | None) -> None:

@@ -16,7 +16,7 @@ from consumer.logs import silenced
 from consumer.settings import env_name
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from aiokafka import AIOKafkaConsumer
 
@@ -40,14 +40,20 @@ def service_topics(settings: Settings) -> dict[str, int]:
     }
 
 
-async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+async def ensure_topics(
+    settings: Settings, topics: Mapping[str, int], *, replication: int | Sequence[int] = 1
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    `replication` is the replication factor, or the broker ids that hold every partition
+    of the new topics, the first one their preferred leader.
+    """
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, partitions, 1)
+            _new_topic(name, partitions, replication)
             for name, partitions in topics.items()
             if name not in existing
         ]
@@ -62,6 +68,13 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int]) -> None:
         )
     finally:
         await admin.close()
+
+
+def _new_topic(name: str, partitions: int, replication: int | Sequence[int]) -> NewTopic:
+    if isinstance(replication, int):
+        return NewTopic(name, partitions, replication)
+    assignment = {p: list(replication) for p in range(partitions)}
+    return NewTopic(name, -1, -1, replica_assignments=assignment)
 
 
 async def require_topics(settings: Settings, publisher: ResultPublisher) -> None:

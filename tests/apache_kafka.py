@@ -132,6 +132,7 @@ class KafkaNode:
     protocols: tuple[str, ...] = ("PLAINTEXT",)
     controller_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
+    heap: tuple[str, ...] = HEAP
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -157,12 +158,17 @@ class KafkaNode:
         return self._process is not None and self._process.poll() is None
 
     def start(self, lib: Path) -> None:
-        """Start the process; returns at once (see `wait_ready`)."""
+        """Start the process; returns at once (see `wait_ready`).
+
+        Call it from a thread that outlives the node (the main one, not `to_thread`'s): the
+        node gets SIGTERM when the thread that started it ends (Linux's parent-death signal
+        is per thread).
+        """
         if self.running():
             return
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                [*_java(lib), "kafka.Kafka", str(self.config_file)],
+                [*_java(lib, self.heap), "kafka.Kafka", str(self.config_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -212,6 +218,7 @@ class ApacheKafka:
     SASL listeners among `protocols`; `keystore` is needed by the TLS ones. Every node
     also has a PLAINTEXT listener, which brokers use among themselves and tests use to set
     up topics. `stop()`/`start()` restart on the same ports and data; `kill()` is kill -9.
+    `heap` is each node's JVM heap options.
     """
 
     def __init__(
@@ -224,6 +231,7 @@ class ApacheKafka:
         keystore: KeyStore | None = None,
         extra_config: Mapping[str, str] | None = None,
         version: str = KAFKA_VERSION,
+        heap: tuple[str, ...] = HEAP,
     ) -> None:
         wanted = ("PLAINTEXT", *(p for p in protocols if p != "PLAINTEXT"))
         unknown = set(wanted) - set(PROTOCOLS)
@@ -237,7 +245,9 @@ class ApacheKafka:
         self.keystore = keystore
         self.cluster_id = new_cluster_id()
         self._extra = dict(extra_config or {})
-        self.nodes = [KafkaNode(n, work_dir / f"node-{n}", wanted) for n in range(1, nodes + 1)]
+        self.nodes = [
+            KafkaNode(n, work_dir / f"node-{n}", wanted, heap=heap) for n in range(1, nodes + 1)
+        ]
         self._lib: Path | None = None
         self._formatted = False
 
@@ -369,12 +379,12 @@ class ApacheKafka:
         return "".join(f"{key}={value}\n" for key, value in config.items())
 
 
-def _java(lib: Path) -> list[str]:
+def _java(lib: Path, heap: tuple[str, ...] = HEAP) -> list[str]:
     java = shutil.which("java")
     if java is None:
         raise KafkaUnavailable("no `java` on PATH (Apache Kafka needs Java 17 or later)")
     return [
-        java, *HEAP, "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+        java, *heap, "-XX:+UseSerialGC", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{lib}/*",
     ]  # fmt: skip
 

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import time
 import urllib.request
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,18 @@ RESULT_WAIT_S = 30.0
 class Harness:
     """One test's world: its own topics, group and output directory on the shared broker."""
 
-    def __init__(self, bootstrap: str, idempotence: bool, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        idempotence: bool,
+        tmp_path: Path,
+        *,
+        replication: int | Sequence[int] = 1,
+    ) -> None:
         tag = secrets.token_hex(4)
         self.root = tmp_path
+        self.replication = replication
+        """How the harness's topics are replicated (see `ensure_topics`)."""
         self.records_topic = f"records-{tag}"
         self.base = {
             "bootstrap_servers": bootstrap,
@@ -63,7 +72,7 @@ class Harness:
     async def _create_topics(self) -> None:
         s = self.settings
         topics = {s.request_topic: 2, s.result_topic: 1, s.dlq_topic: 1, self.records_topic: 1}
-        await ensure_topics(s, topics)
+        await ensure_topics(s, topics, replication=self.replication)
 
     async def start_again(self) -> None:
         """After a memory-only broker restarts: the topics again, results read from 0."""
