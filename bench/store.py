@@ -31,16 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def export_once(
     kafka: BenchKafka, seeded: SeededRange, name: str, env: dict[str, str]
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, str]:
     """A service of its own makes one warm-up export, then the timed one: seconds, peak MB
-    of the timed one, and the output's bytes."""
+    of the timed one, the output's bytes, and each process's peak."""
     with kafka.service(name, **env) as service:
         assert service.process is not None  # noqa: S101
         await kafka.export(seeded, "csv")  # warm-up: workers started, connections made
         with ProcessTree(service.process.pid) as tree:
             tree.reset_peak()
             seconds, result = await kafka.export(seeded, "csv")
-            return seconds, tree.peak_rss / MB, int(result["bytes"])
+            return seconds, tree.peak_rss / MB, int(result["bytes"]), tree.describe_peaks()
 
 
 async def compare(records: int, rounds: int) -> None:
@@ -57,15 +57,19 @@ async def compare(records: int, rounds: int) -> None:
             seeded = await kafka.seed(records)
             local_s, local_mb, s3_s, s3_mb = [], [], [], []
             for round_no in range(1, rounds + 1):
-                seconds, peak, size = await export_once(kafka, seeded, f"local-{round_no}", {})
+                seconds, peak, size, file_peaks = await export_once(
+                    kafka, seeded, f"local-{round_no}", {}
+                )
                 local_s.append(seconds)
                 local_mb.append(peak)
-                seconds, peak, _ = await export_once(kafka, seeded, f"s3-{round_no}", s3_env)
+                seconds, peak, _, bucket_peaks = await export_once(
+                    kafka, seeded, f"s3-{round_no}", s3_env
+                )
                 s3_s.append(seconds)
                 s3_mb.append(peak)
                 print(
-                    f"round {round_no}: file {local_s[-1]:.2f} s, peak {local_mb[-1]:.0f} MB; "
-                    f"bucket {s3_s[-1]:.2f} s, peak {s3_mb[-1]:.0f} MB ({size / MB:.0f} MB each)",
+                    f"round {round_no} ({size / MB:.0f} MB each): file {local_s[-1]:.2f} s, "
+                    f"{file_peaks}; bucket {s3_s[-1]:.2f} s, {bucket_peaks}",
                     flush=True,
                 )
     local, bucket = median(local_s), median(s3_s)

@@ -1,9 +1,11 @@
 """One output streamed into the bucket: parts as they fill, visible only at completion.
 
 A writer thread calls `write`; each full part is handed to the event loop to upload while
-the thread waits, so at most one part (plus one write) is held in memory and nothing is
-staged on disk. A small output goes in one put. Either way the object is created only if
-absent (`If-None-Match: *`); leaving without `commit()` aborts the multipart upload.
+the thread goes on filling the next one (it waits only when that one is full and the
+previous upload is still going), so formatting and uploading overlap, at most two parts
+(plus one write) are held in memory, and nothing is staged on disk. A small output goes
+in one put. Either way the object is created only if absent (`If-None-Match: *`);
+leaving without `commit()` aborts the multipart upload.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from consumer.storage import OutputTaken
 from consumer.storage.s3_bucket import CONDITIONAL_CONFLICT, PRECONDITION_FAILED, status_of
 
 if TYPE_CHECKING:
+    import concurrent.futures
     from collections.abc import Coroutine, Iterator
     from types import TracebackType
 
@@ -47,6 +50,8 @@ class S3Upload:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._uploading: concurrent.futures.Future[None] | None = None
+        """The part upload under way, started by `write` and not yet waited for."""
         self._sha256 = hashlib.sha256()
         self._committed = False
         self.bytes_written = 0
@@ -71,14 +76,28 @@ class S3Upload:
         while len(self._buffer) >= PART_BYTES:
             part = bytes(self._buffer[:PART_BYTES])
             del self._buffer[:PART_BYTES]
-            self._wait_on_loop(self._upload_part(part))
+            self._start_on_loop(self._upload_part(part))
         return len(data)
 
-    def _wait_on_loop(self, step: Coroutine[Any, Any, None]) -> None:
+    def _start_on_loop(self, step: Coroutine[Any, Any, None]) -> None:
+        """Wait for the previous part's upload (raising its error), then start this one."""
         if threading.get_ident() == self._loop_thread:
             step.close()
             raise RuntimeError("S3Upload.write blocks: call it from a worker thread")
-        asyncio.run_coroutine_threadsafe(step, self._loop).result()
+        previous, self._uploading = self._uploading, None
+        if previous is not None:
+            try:
+                previous.result()
+            except BaseException:
+                step.close()
+                raise
+        self._uploading = asyncio.run_coroutine_threadsafe(step, self._loop)
+
+    async def _uploaded(self) -> None:
+        """Wait for the part upload `write` started, if one is under way."""
+        uploading, self._uploading = self._uploading, None
+        if uploading is not None:
+            await asyncio.wrap_future(uploading)
 
     async def _upload_part(self, part: bytes) -> None:
         with self._bucket.guard(f"cannot upload part of {self.uri}"), _taken_if_gone(self.uri):
@@ -103,6 +122,7 @@ class S3Upload:
 
     async def commit(self) -> None:
         """Create the object from what was written, only if absent."""
+        await self._uploaded()
         rest, self._buffer = bytes(self._buffer), bytearray()
         client = self._bucket.client
         with self._bucket.guard(f"cannot store {self.uri}"):
@@ -148,6 +168,10 @@ class S3Upload:
 
     async def abort(self) -> None:
         """Abort the multipart upload unless committed; harmless to call again."""
+        uploading, self._uploading = self._uploading, None
+        if uploading is not None:  # its outcome no longer matters: the upload goes
+            uploading.cancel()
+            await asyncio.wait([asyncio.wrap_future(uploading)])
         upload_id, self._upload_id = self._upload_id, None
         self._buffer = bytearray()
         if upload_id is None or self._committed:
