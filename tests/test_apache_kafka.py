@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 
 import pytest
@@ -41,13 +40,9 @@ def test_cluster_ids_are_22_url_safe_characters():
         assert set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="needs Java to run Kafka")
+@pytest.mark.needs_apache_kafka  # deselected by name where Java or the jars are missing
 def test_a_node_that_exits_at_start_up_names_its_log_file(tmp_path):
     """A broker that cannot bind its port fails at once, naming its log file."""
-    try:
-        resolve_jars()
-    except KafkaUnavailable as exc:
-        pytest.skip(str(exc))
     kafka = ApacheKafka(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", kafka.nodes[0].ports["PLAINTEXT"]))
