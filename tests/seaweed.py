@@ -3,11 +3,8 @@ on loopback, every port picked free so parallel runs and other engineers never c
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +15,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.broker import free_port
+from consumer.broker import die_with_parent, free_port, terminate
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,12 +32,6 @@ PORT_FLAGS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
     "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port",
 )  # fmt: skip
-
-
-def _die_with_parent() -> None:
-    # The server gets SIGTERM when the test process dies, even by kill -9.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 class SeaweedS3:
@@ -77,7 +68,7 @@ class SeaweedS3:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, no locks
         )
         self._wait_until_serving(started)
 
@@ -134,12 +125,7 @@ class SeaweedS3:
         process, self._process = self._process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, STOP_WAIT_S)
         self._log.close()
 
     def __enter__(self) -> Self:
