@@ -25,6 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consumer.runner_core import Tally, skip_bad, write_messages
+from consumer.structs import as_columns
 from consumer.workers import WorkerPool, error_reply, raise_reply
 from consumer.writers.csv import CsvWriter
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from consumer.runner_core import SourceMessage
-    from consumer.structs import ExportOptions
+    from consumer.structs import Column, ExportOptions
     from consumer.workers import Worker
     from consumer.writers import Sink
 
@@ -158,12 +159,12 @@ class RemoteCsvWriter:
     def __init__(
         self,
         pool: CsvWorkerPool,
-        columns: Sequence[str],
+        columns: Sequence[str | Column],
         options: ExportOptions,
         limits: tuple[int, int],
     ) -> None:
         self._pool = pool
-        self._columns = tuple(columns)
+        self._columns = as_columns(columns)
         self._options = options
         self._max_bad_records, self._max_batch_bytes = limits
         self._lanes: list[Worker] = []

@@ -17,6 +17,8 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from consumer.errors import InvalidRequest, PoisonMessage
 from consumer.structs import (
+    Column,
+    ColumnType,
     ExportFormat,
     ExportOptions,
     ExportProgress,
@@ -66,6 +68,10 @@ def _describe(error: ValidationError) -> str:
         known = error.schema.get("properties", {})
         unknown = sorted(name for name in instance if name not in known)
         return f"{where or 'request'}: unknown field {', '.join(map(repr, unknown))}"
+    if error.validator == "oneOf" and isinstance(error.validator_value, list):
+        forms = [alt.get("description", "") for alt in error.validator_value]
+        if all(forms):
+            return f"{where or 'request'}: {error.instance!r} is neither {' nor '.join(forms)}"
     return f"{where or 'request'}: {error.message}"
 
 
@@ -118,7 +124,7 @@ def decode_request(payload: dict[str, Any]) -> ExportRequest:
     request = ExportRequest(
         export_id=payload["export_id"],
         format=ExportFormat(payload["format"]),
-        columns=tuple(payload["columns"]),
+        columns=_columns(payload["columns"]),
         source=source,
         requested_by=payload.get("requested_by"),
         title=payload.get("title"),
@@ -127,12 +133,46 @@ def decode_request(payload: dict[str, Any]) -> ExportRequest:
     return _with_fingerprint(request)
 
 
+def _columns(items: list[str | dict[str, str]]) -> tuple[Column, ...]:
+    """Plain names and column objects as Columns; two with one field are refused."""
+    columns = tuple(
+        Column.named(item)
+        if isinstance(item, str)
+        else Column(
+            field=item["field"],
+            label=item.get("label", item["field"]),
+            type=ColumnType(item["type"]) if "type" in item else None,
+        )
+        for item in items
+    )
+    first_at: dict[str, int] = {}
+    for index, column in enumerate(columns):
+        earlier = first_at.setdefault(column.field, index)
+        if earlier != index:
+            raise InvalidRequest(
+                f"columns[{index}]: field {column.field!r} is also columns[{earlier}]'s; "
+                "fields must be distinct"
+            )
+    return columns
+
+
+def _column_json(column: Column) -> str | dict[str, str]:
+    # A v1 column stays a plain name, so a v1 request keeps its fingerprint (and its
+    # stored outputs stay replays, not conflicts, across the upgrade).
+    if column.label == column.field and column.type is None:
+        return column.field
+    shaped = {"field": column.field, "label": column.label}
+    if column.type is not None:
+        shaped["type"] = column.type.value
+    return shaped
+
+
 def _with_fingerprint(request: ExportRequest) -> ExportRequest:
     # requested_by does not shape the output: the same export asked for by another
     # person is a replay, not a conflict.
     shaping = {
         "format": request.format.value,
-        "columns": request.columns,
+        "columns": [_column_json(c) for c in request.columns],
         "source": _source_json(request.source, with_key=True),
         "title": request.title,
         "options": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from consumer.structs import as_columns
 from consumer.workers import Worker, WorkerPool, error_reply
 from consumer.writers.cells import cell_text
 from consumer.writers.pdf import PdfRenderer, ReportInfo
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from multiprocessing.connection import Connection
 
-    from consumer.structs import ExportOptions
+    from consumer.structs import Column, ExportOptions
     from consumer.writers import Sink
     from consumer.writers.pdf_fonts import FontChoice
 
@@ -78,12 +79,13 @@ class PdfWriter:
     def __init__(
         self,
         pool: PdfWorkerPool,
-        columns: Sequence[str],
+        columns: Sequence[str | Column],
         options: ExportOptions,
         info: ReportInfo,
     ) -> None:
         self._pool = pool
-        self._columns = tuple(columns)
+        self._columns = as_columns(columns)
+        self._fields = tuple(c.field for c in self._columns)
         self._options = options
         self._info = info
         self._worker: Worker | None = None
@@ -98,8 +100,8 @@ class PdfWriter:
     def write_records(self, records: Sequence[dict[str, Any]]) -> None:
         if self._worker is None:
             raise RuntimeError("begin() was not called")
-        columns = self._columns
-        self._worker.send("add", [[cell_text(r.get(c)) for c in columns] for r in records])
+        fields = self._fields
+        self._worker.send("add", [[cell_text(r.get(f)) for f in fields] for r in records])
         self._unanswered += 1
         while self._unanswered > AHEAD:
             self._worker.receive()

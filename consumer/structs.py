@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from consumer.errors import FailureReason  # noqa: TC001 - dataclass field types are read at runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class ExportFormat(StrEnum):
@@ -13,6 +17,38 @@ class ExportFormat(StrEnum):
 
     CSV = "csv"
     PDF = "pdf"
+
+
+class ColumnType(StrEnum):
+    """A column's declared type; Parquet writes it, the other formats ignore it."""
+
+    STRING = "string"
+    INT64 = "int64"
+    DOUBLE = "double"
+    BOOL = "bool"
+    TIMESTAMP = "timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One output column: where its value is in a record and what heads it."""
+
+    field: str
+    """A record's key of this exact name, else a dotted path through nested objects."""
+    label: str
+    """The column's heading in every format (the field unless the request names one)."""
+    type: ColumnType | None = None
+    """Declared type, or None to take it from the values."""
+
+    @classmethod
+    def named(cls, field: str) -> Column:
+        """The plain-name column of a v1 request: headed by its field."""
+        return cls(field=field, label=field)
+
+
+def as_columns(columns: Sequence[str | Column]) -> tuple[Column, ...]:
+    """Columns from plain names or Column objects (plain names head themselves)."""
+    return tuple(c if isinstance(c, Column) else Column.named(c) for c in columns)
 
 
 class Orientation(StrEnum):
@@ -69,13 +105,23 @@ class ExportRequest:
     export_id: str
     """Idempotency key and the output's file name."""
     format: ExportFormat
-    columns: tuple[str, ...]
+    columns: tuple[Column, ...]
     source: SourceRange
     requested_by: str | None = None
     title: str | None = None
     options: ExportOptions = field(default_factory=ExportOptions)
     fingerprint: str = ""
     """Digest of everything that shapes the output; tells a replay from a conflict."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Where each column's value is, in column order."""
+        return tuple(c.field for c in self.columns)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Each column's heading, in column order."""
+        return tuple(c.label for c in self.columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pytest
 
 from consumer._csvrows import format_json, format_rows
 from consumer.batches import decode_batch
-from consumer.structs import ExportOptions
+from consumer.structs import Column, ExportOptions
 from consumer.writers.cells import cell_text, escape_formula
 from consumer.writers.csv import CsvWriter
 from producer_tools.records import COLUMNS, generate
@@ -32,6 +32,13 @@ class TestCsvWriter:
     def test_header_and_crlf(self):
         """Rows end in CRLF and the header row comes first."""
         assert render([{"a": "x", "b": "y"}]) == b"a,b\r\nx,y\r\n"
+
+    def test_labels_head_the_columns(self):
+        """A column's label is its heading (formula-escaped like any heading); its field finds
+        the value."""
+        columns = (Column("a", "Amount, EUR"), Column("b", "=total"))
+        out = render([{"a": 1, "b": 2, "Amount, EUR": 9}], columns=columns)
+        assert out == b'"Amount, EUR",\'=total\r\n1,2\r\n'
 
     def test_rfc4180_quoting(self):
         """Delimiters, quotes and line breaks are quoted; quotes are doubled."""

@@ -20,7 +20,15 @@ from consumer.events import (
 )
 from consumer.json_text import JsonNumber
 from consumer.runner import failed_result
-from consumer.structs import ExportFormat, ExportResult, OutputFile, ResultStatus, SourceRange
+from consumer.structs import (
+    Column,
+    ColumnType,
+    ExportFormat,
+    ExportResult,
+    OutputFile,
+    ResultStatus,
+    SourceRange,
+)
 
 VALID: dict[str, Any] = {
     "export_id": "inv-2026-11-0001",
@@ -54,7 +62,8 @@ class TestDecodeRequest:
         request = decode_request(VALID)
         assert request.export_id == "inv-2026-11-0001"
         assert request.format is ExportFormat.CSV
-        assert request.columns == ("id", "customer", "amount")
+        assert request.fields == ("id", "customer", "amount")
+        assert request.labels == ("id", "customer", "amount")
         assert request.source.key == "inv-2026-11-0001"
         assert request.options.rows_per_page == 50
 
@@ -75,7 +84,13 @@ class TestDecodeRequest:
             ("format", "xlsx", False, "format"),
             ("columns", None, True, "columns"),
             ("columns", [], False, "columns"),
-            ("columns", ["a", "a"], False, "columns"),
+            ("columns", ["a", "a"], False, "columns[1]"),
+            ("columns", ["a", {"field": "a", "label": "A"}], False, "columns[1]"),
+            ("columns", [{"label": "A"}], False, "columns[0].field"),
+            ("columns", [{"field": ""}], False, "columns[0].field"),
+            ("columns", [{"field": "a", "type": "decimal"}], False, "columns[0].type"),
+            ("columns", [{"field": "a", "label": 3}], False, "columns[0].label"),
+            ("columns", [{"field": "a", "width": 3}], False, "columns[0]"),
             ("columns", ["a", ""], False, "columns[1]"),
             ("columns", ["a", 3], False, "columns[1]"),
             ("columns", [f"c{i}" for i in range(257)], False, "columns"),
@@ -115,6 +130,12 @@ class TestDecodeRequest:
         assert caught.value.reason is FailureReason.INVALID_REQUEST
         assert caught.value.message.startswith(f"{field}:"), caught.value.message
 
+    def test_a_column_of_neither_form_says_what_it_may_be(self):
+        """A column that is neither a name nor an object says which two forms it may take."""
+        with pytest.raises(InvalidRequest) as caught:
+            decode_request(with_change("columns", ["a", 3]))
+        assert caught.value.message == "columns[1]: 3 is neither a field name nor a column object"
+
     def test_unknown_fields_are_named(self):
         """A typo in options is named, not silently ignored."""
         with pytest.raises(InvalidRequest, match="'rows_per_pages'"):
@@ -126,6 +147,33 @@ class TestDecodeRequest:
         body["source"]["start_offset"] = 5
         with pytest.raises(InvalidRequest, match=r"^source\.end_offset:"):
             decode_request(body)
+
+    def test_column_objects_name_field_label_and_type(self):
+        """A column object's label heads it and its type is kept; plain names head themselves."""
+        columns = ["id", {"field": "customer.name", "label": "Customer", "type": "string"},
+                   {"field": "amount"}]  # fmt: skip
+        request = decode_request(with_change("columns", columns))
+        assert request.columns == (
+            Column("id", "id"),
+            Column("customer.name", "Customer", ColumnType.STRING),
+            Column("amount", "amount"),
+        )
+
+    def test_repeated_field_names_both_columns(self):
+        """Two columns with one field are refused, naming both positions."""
+        body = with_change("columns", ["id", "amount", {"field": "id", "label": "Again"}])
+        with pytest.raises(InvalidRequest, match=r"^columns\[2\]: .*'id'.*columns\[0\]"):
+            decode_request(body)
+
+    def test_v1_request_keeps_its_fingerprint(self):
+        """A v1 request's fingerprint is what it was before v2, so its stored output stays a
+        replay across the upgrade; a column object that only repeats its name is the same."""
+        pinned = "d144aca12d1d2d2f522821c157525f6a9021755f9d88fb154be1ce9f4684a0e8"
+        assert decode_request(VALID).fingerprint == pinned
+        plain_object = with_change("columns", ["id", {"field": "customer"}, "amount"])
+        assert decode_request(plain_object).fingerprint == pinned
+        labelled = with_change("columns", ["id", {"field": "customer", "label": "C"}, "amount"])
+        assert decode_request(labelled).fingerprint != pinned
 
     def test_fingerprint_tells_replays_from_conflicts(self):
         """Same shaping fields give the same fingerprint; requested_by does not count."""

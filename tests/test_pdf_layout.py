@@ -8,7 +8,7 @@ import pytest
 from pypdf import PdfReader
 
 from consumer.errors import InvalidRequest
-from consumer.structs import ExportOptions, Orientation
+from consumer.structs import Column, ExportOptions, Orientation
 from consumer.writers import pdf_fonts
 from consumer.writers.pdf import (
     ELLIPSIS,
@@ -107,6 +107,19 @@ def test_numbers_wider_than_the_sample_are_printed_whole():
     last = _page_texts(renderer.finish())[-1]
     assert "123456789012345" in last
     assert ELLIPSIS not in last
+
+
+def test_labels_head_every_page():
+    """Column labels are the header row on every page; the fields find the values."""
+    columns = [Column("id", "Invoice no."), Column("name", "Customer")]
+    renderer = PdfRenderer(columns, ExportOptions(rows_per_page=10), INFO, 100)
+    renderer.add([{"id": i, "name": f"Ann {i}"} for i in range(15)])
+    pages = _page_texts(renderer.finish())
+    assert len(pages) == 2
+    for page in pages:
+        assert "Invoice no." in page
+        assert "Customer" in page
+    assert "Ann 14" in pages[1]
 
 
 def test_repeated_values_print_the_same_on_every_page():

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from consumer._csvrows import format_json, format_rows
 from consumer.json_text import JsonNumber
+from consumer.structs import as_columns
 from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 from consumer.writers.csv_columns import ColumnFormatter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from consumer.structs import ExportOptions
+    from consumer.structs import Column, ExportOptions
     from consumer.writers import Sink
 
 BOM = "\ufeff".encode()
@@ -31,8 +32,10 @@ class CsvWriter:
     reference the formatters are tested against.
     """
 
-    def __init__(self, columns: Sequence[str], options: ExportOptions) -> None:
-        self._columns = tuple(columns)
+    def __init__(self, columns: Sequence[str | Column], options: ExportOptions) -> None:
+        self._labels = tuple(c.label for c in as_columns(columns))
+        self._columns = fields = tuple(c.field for c in as_columns(columns))
+        """Each column's field: where its value is."""
         self._options = options
         self._buffer = io.StringIO()
         self._csv = csv.writer(
@@ -44,8 +47,8 @@ class CsvWriter:
             lineterminator="\r\n",
         )
         self._formatter = (
-            ColumnFormatter(columns, options.delimiter, escape_formulas=options.escape_formulas)
-            if len(columns) > 1
+            ColumnFormatter(fields, options.delimiter, escape_formulas=options.escape_formulas)
+            if len(fields) > 1
             else None
         )
         self._sink: Sink | None = None
@@ -57,7 +60,7 @@ class CsvWriter:
         if self._options.header:
             # Headings are cells: a spreadsheet evaluates a formula-like one just the same.
             escape = self._options.escape_formulas
-            self._csv.writerow([escape_formula(c) if escape else c for c in self._columns])
+            self._csv.writerow([escape_formula(c) if escape else c for c in self._labels])
             self._flush()
 
     def write_json(self, text: bytes) -> int | None:

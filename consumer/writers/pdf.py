@@ -21,14 +21,14 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
 
 from consumer.errors import InvalidRequest, TooLarge
-from consumer.structs import Orientation
+from consumer.structs import Orientation, as_columns
 from consumer.writers.cells import cell_text
 from consumer.writers.pdf_fonts import BOLD, REGULAR
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from consumer.structs import ExportOptions
+    from consumer.structs import Column, ExportOptions
 
 MARGIN = 36.0
 TITLE_BLOCK = 44.0
@@ -236,12 +236,14 @@ class PdfRenderer:
 
     def __init__(
         self,
-        columns: Sequence[str],
+        columns: Sequence[str | Column],
         options: ExportOptions,
         info: ReportInfo,
         max_pages: int,
     ) -> None:
-        self._columns = tuple(columns)
+        self._fields = tuple(c.field for c in as_columns(columns))
+        self._columns = tuple(c.label for c in as_columns(columns))
+        """The headings."""
         self._options = options
         self._info = info
         self._max_pages = max_pages
@@ -257,8 +259,8 @@ class PdfRenderer:
         check_columns_fit(self._columns)
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
-        columns = self._columns
-        self.add_rows([[cell_text(r.get(c)) for c in columns] for r in records])
+        fields = self._fields
+        self.add_rows([[cell_text(r.get(f)) for f in fields] for r in records])
 
     def add_rows(self, rows: list[list[str]]) -> None:
         """Rows of cell text, one per record, in the columns' order."""
