@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from consumer.logs import configure_logging  # noqa: PLC0415 - see top
+    from consumer.heap import release_large_buffers  # noqa: PLC0415 - see top
+    from consumer.logs import configure_logging  # noqa: PLC0415
     from consumer.settings import env_name, load_settings  # noqa: PLC0415
 
     args = vars(build_parser().parse_args(argv))
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(flags, config_file)
         if command == "config":
             return _print_config(settings, flags, config_file)
+        release_large_buffers()
         if command == "run":
             configure_logging(settings.log_level.value, settings.log_format)
             return asyncio.run(_serve(settings))

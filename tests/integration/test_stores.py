@@ -39,6 +39,8 @@ class Subject:
     put_raw: Callable[[str, bytes], object]
     """Write a record of the store's own (`{id}.manifest.json`) behind its back."""
     remove_output: Callable[[str], object]
+    read: Callable[[str], bytes]
+    """An output's bytes, read from outside."""
     links: bool
 
 
@@ -52,6 +54,7 @@ def local_subject(root: Path) -> Subject:
         unfinished=lambda: sorted(p.name for p in root.glob(".*.part")),
         put_raw=lambda name, body: (root / f".{name}").write_bytes(body),
         remove_output=lambda name: (root / name).unlink(),
+        read=lambda name: (root / name).read_bytes(),
         links=False,
     )
 
@@ -74,6 +77,7 @@ def s3_subject(seaweed, bucket: str) -> Subject:
             Bucket=bucket, Key=f"{PREFIX}/.exports/{name}", Body=body
         ),
         remove_output=lambda name: client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{name}"),
+        read=lambda name: client.get_object(Bucket=bucket, Key=f"{PREFIX}/{name}")["Body"].read(),
         links=True,
     )
 
@@ -115,8 +119,10 @@ class TestStaging:
         assert subject.unfinished() == []
 
     async def test_large_output_is_whole(self, subject):
-        """An output of several parts is stored whole, every byte in order."""
+        """An output of several parts is stored whole, every byte in order, with writes
+        that straddle parts and one larger than a part (part buffers are reused)."""
         pieces = [bytes([i]) * (1024 * 1024 + i) for i in range(20)]  # ~20 MB, three parts
+        pieces.insert(7, bytes(range(256)) * (PART_BYTES // 256 + 1001))
         async with subject.store.stage("big", ExportFormat.CSV) as staged:
             for piece in pieces:
                 await write(staged, piece)
@@ -124,6 +130,7 @@ class TestStaging:
         assert staged.bytes_written == sum(map(len, pieces)) > 2 * PART_BYTES
         assert staged.sha256 == hashlib.sha256(b"".join(pieces)).hexdigest()
         assert subject.outputs() == ["big.csv"]
+        assert subject.read("big.csv") == b"".join(pieces)
         assert subject.unfinished() == []
 
     async def test_leaving_without_commit_leaves_nothing(self, subject):
