@@ -24,6 +24,7 @@ from bench.harness import (
     SeededRange,
     concurrent,
     median,
+    parse_args,
     run,
 )
 from producer_tools.records import COLUMNS
@@ -87,7 +88,7 @@ async def throughput(records: int, rounds: int) -> None:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    args = parse_args(build_parser())
     if args.concurrent:
         run(lambda: concurrent("csv", args.concurrent, args.records, max(3, args.rounds)))
     else:

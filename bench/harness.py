@@ -1,5 +1,8 @@
 """What every benchmark needs: a broker, seeded data, the service as its own process, a stopwatch.
 
+The broker is Apache Kafka (the tests' single node, from its jars) unless `--broker tansu`
+(or `EXPORT_BENCH_BROKER=tansu`) picks the embedded Tansu that `export-consumer dev` runs.
+
 The service runs as `export-consumer run` in a child process, so its memory and CPU are
 its own: `ProcessTree` samples the resident memory and CPU time of that process and its
 PDF workers. Times are taken the way a user sees them: from publishing the request to
@@ -31,8 +34,10 @@ from consumer.settings import env_name, load_settings
 from consumer.topics import ensure_topics
 from producer_tools.kafka import ResultWaiter, producer, send_batches
 from producer_tools.records import COLUMNS, generate
+from tests.apache_kafka import ApacheKafka
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
@@ -40,6 +45,9 @@ if TYPE_CHECKING:
 
     from consumer.settings import Settings
 
+BROKERS = ("kafka", "tansu")
+BROKER_VARIABLE = "EXPORT_BENCH_BROKER"
+BOOTSTRAP_VARIABLE = "EXPORT_BENCH_BOOTSTRAP"
 BATCH_RECORDS = 1_000
 SAMPLE_INTERVAL_S = 0.02
 PSS_EVERY = 5
@@ -48,6 +56,20 @@ MB = 1024 * 1024
 T = TypeVar("T")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The benchmark's arguments, with `--broker`; the choice goes to `BenchKafka` and to
+    peers in child processes through EXPORT_BENCH_BROKER."""
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default=os.environ.get(BROKER_VARIABLE, "kafka"),
+        help="Apache Kafka 4.2 from its jars (default), or the embedded Tansu",
+    )
+    args = parser.parse_args()
+    os.environ[BROKER_VARIABLE] = args.broker
+    return args
 
 
 def median(values: Sequence[float]) -> float:
@@ -258,13 +280,65 @@ class SeededRange:
     count: int
 
 
-class BenchKafka:
-    """The bench's embedded broker, its topics, a producer and a result waiter."""
+class KafkaBroker:
+    """One Apache Kafka node (broker and controller) for a benchmark run."""
 
-    def __init__(self) -> None:
-        self.broker = EmbeddedBroker(port=free_port())
+    def __init__(self, work_dir: Path) -> None:
+        self._kafka = ApacheKafka(work_dir, extra_config={"auto.create.topics.enable": "false"})
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._kafka.bootstrap_servers
+
+    @property
+    def pid(self) -> int | None:
+        return self._kafka.nodes[0].pid
+
+    def start(self) -> None:
+        self._kafka.start()
+
+    def stop(self) -> None:
+        self._kafka.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class RunningBroker:
+    """A broker that is already up (`EXPORT_BENCH_BOOTSTRAP`): the smoke tests use the
+    test session's, so each benchmark run does not start one of its own."""
+
+    bootstrap_servers: str
+    pid: int | None = None
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+class BenchKafka:
+    """The bench's broker, its topics, a producer and a result waiter."""
+
+    def __init__(self, broker: str | None = None) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
-        self.records_topic = "bench.records"
+        self.kind = broker or os.environ.get(BROKER_VARIABLE, "kafka")
+        """`kafka` or `tansu`."""
+        running = os.environ.get(BOOTSTRAP_VARIABLE)
+        self.broker: KafkaBroker | EmbeddedBroker | RunningBroker
+        if running:
+            self.broker = RunningBroker(running)
+        elif self.kind == "kafka":
+            self.broker = KafkaBroker(self.workdir / "kafka")
+        else:
+            self.broker = EmbeddedBroker(port=free_port())
+        # Topics of their own on a shared broker: another run's requests are not ours.
+        suffix = f".{secrets.token_hex(4)}" if running else ""
+        self.records_topic = f"bench.records{suffix}"
+        self._topics = {
+            "request_topic": f"export.requests{suffix}",
+            "result_topic": f"export.results{suffix}",
+            "dlq_topic": f"export.requests.dlq{suffix}",
+        }
         self.settings: Settings | None = None
         self._producer: AIOKafkaProducer | None = None
         self._waiter: ResultWaiter | None = None
@@ -274,7 +348,8 @@ class BenchKafka:
         self.settings = load_settings(
             {
                 "bootstrap_servers": self.broker.bootstrap_servers,
-                "enable_idempotence": "false",
+                "enable_idempotence": str(self.idempotence).lower(),
+                **self._topics,
             }
         )
         s = self.settings
@@ -294,9 +369,20 @@ class BenchKafka:
             await self._producer.stop()
         self.broker.stop()
 
+    @property
+    def idempotence(self) -> bool:
+        """As the service runs there: idempotent on Kafka, not on Tansu (no producer ids)."""
+        return self.kind == "kafka"
+
     def service(self, name: str, **extra_env: str) -> ServiceProcess:
         return ServiceProcess(
-            self.broker.bootstrap_servers, self.workdir / name, extra_env={**extra_env}
+            self.broker.bootstrap_servers,
+            self.workdir / name,
+            extra_env={
+                env_name("enable_idempotence"): str(self.idempotence).lower(),
+                **{env_name(name): topic for name, topic in self._topics.items()},
+                **extra_env,
+            },
         )
 
     async def seed(self, count: int, *, batch_records: int = BATCH_RECORDS) -> SeededRange:

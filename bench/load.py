@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import BenchKafka, ProcessTree, run
+from bench.harness import BenchKafka, ProcessTree, parse_args, run
 from producer_tools.assert_metrics import quantile_from_buckets
 
 
@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--responsiveness", action="store_true")
     mode.add_argument("--mixed", action="store_true")
+    parser.add_argument(
+        "--records",
+        type=int,
+        help="records per export (default: 50,000 per PDF; mixed: 1,000,000 per CSV and "
+        "a twentieth of that per PDF)",
+    )
     return parser
 
 
@@ -81,10 +87,10 @@ async def responsiveness(count: int = 5, records: int = 50_000) -> None:
     )
 
 
-async def mixed() -> None:
+async def mixed(csv_records: int = 1_000_000) -> None:
     async with BenchKafka() as kafka:
-        csv_ranges = [await kafka.seed(1_000_000) for _ in range(3)]
-        pdf_ranges = [await kafka.seed(50_000) for _ in range(2)]
+        csv_ranges = [await kafka.seed(csv_records) for _ in range(3)]
+        pdf_ranges = [await kafka.seed(csv_records // 20) for _ in range(2)]
         with kafka.service("mixed") as service:
             assert service.process is not None  # noqa: S101
             await kafka.export(pdf_ranges[0], "pdf")  # warm-up: a PDF worker exists
@@ -96,14 +102,18 @@ async def mixed() -> None:
                 )
                 wall_s = time.perf_counter() - started
     print(
-        f"3 CSV exports of 1,000,000 records and 2 PDF exports of 50,000 at once: {wall_s:.1f} s; "
+        f"3 CSV exports of {csv_records:,} records and 2 PDF exports of {csv_records // 20:,} "
+        f"at once: {wall_s:.1f} s; "
         f"service and its workers {tree.describe_peaks()}"
     )
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    run(responsiveness if args.responsiveness else mixed)
+    args = parse_args(build_parser())
+    if args.responsiveness:
+        run(lambda: responsiveness(records=args.records or 50_000))
+    else:
+        run(lambda: mixed(args.records or 1_000_000))
 
 
 if __name__ == "__main__":

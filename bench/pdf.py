@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.harness import MB, BenchKafka, ProcessTree, concurrent, median, run
+from bench.harness import MB, BenchKafka, ProcessTree, concurrent, median, parse_args, run
 from bench.peers.pdf_platypus import render
 from producer_tools.records import COLUMNS, generate
 
@@ -72,7 +72,7 @@ async def memory(records: int) -> None:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    args = parse_args(build_parser())
     if args.memory:
         run(lambda: memory(args.memory))
     elif args.concurrent:

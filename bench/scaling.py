@@ -1,8 +1,9 @@
 """Scaling: export time and peak memory against record count, for both formats.
 
-    python -m bench.scaling [--out docs/scaling.png]
+    python -m bench.scaling [--out docs/scaling.png] [--csv 10000,...] [--pdf 1000,...]
 
-CSV at 10,000, 100,000 and 1,000,000 records; PDF at 1,000, 10,000 and 50,000. Each size is
+CSV at 10,000, 100,000, 1,000,000 and 10,000,000 records (about 2 GB); PDF at 1,000,
+10,000 and 50,000. Each size is
 exported twice after a warm-up and the faster run kept; memory is the service's (with its
 PDF workers) peak resident size during the run. Prints a Markdown table and writes a PNG
 (matplotlib, from the `bench` extra).
@@ -14,25 +15,36 @@ import argparse
 import secrets
 from pathlib import Path
 
-from bench.harness import MB, BenchKafka, ProcessTree, run
+from bench.harness import MB, BenchKafka, ProcessTree, parse_args, run
 
-SIZES = {"csv": (10_000, 100_000, 1_000_000), "pdf": (1_000, 10_000, 50_000)}
+SIZES = {"csv": (10_000, 100_000, 1_000_000, 10_000_000), "pdf": (1_000, 10_000, 50_000)}
 RUNS = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/scaling.png"))
+    for fmt, sizes in SIZES.items():
+        parser.add_argument(
+            f"--{fmt}",
+            type=_sizes,
+            default=sizes,
+            help=f"record counts (default {','.join(map(str, sizes))})",
+        )
     return parser
 
 
-async def measure() -> dict[str, list[tuple[int, float, float]]]:
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+async def measure(sizes: dict[str, tuple[int, ...]]) -> dict[str, list[tuple[int, float, float]]]:
     """format -> [(records, seconds, peak MB)]; each format in a service of its own, so
     one format's idle workers do not count in the other's memory (one consumer group:
     the second service goes on from the first one's commits instead of redoing them)."""
     found: dict[str, list[tuple[int, float, float]]] = {}
     async with BenchKafka() as kafka:
-        seeded = {fmt: [await kafka.seed(n) for n in sizes] for fmt, sizes in SIZES.items()}
+        seeded = {fmt: [await kafka.seed(n) for n in counts] for fmt, counts in sizes.items()}
         group = f"bench-scaling-{secrets.token_hex(4)}"
         for fmt, ranges in seeded.items():
             with kafka.service(f"scaling-{fmt}", EXPORT_GROUP_ID=group) as service:
@@ -79,8 +91,8 @@ def plot(found: dict[str, list[tuple[int, float, float]]], out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
-async def main(out: Path) -> None:
-    found = await measure()
+async def main(out: Path, sizes: dict[str, tuple[int, ...]]) -> None:
+    found = await measure(sizes)
     print("\n| format | records | time (s) | records/s | peak memory (MB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for fmt, rows in found.items():
@@ -91,5 +103,5 @@ async def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    args = build_parser().parse_args()
-    run(lambda: main(args.out))
+    args = parse_args(build_parser())
+    run(lambda: main(args.out, {"csv": args.csv, "pdf": args.pdf}))

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.harness import MB, BenchKafka, ProcessTree, SeededRange, median, run
+from bench.harness import MB, BenchKafka, ProcessTree, SeededRange, median, parse_args, run
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 BUCKET = "bench"
@@ -81,7 +81,7 @@ async def compare(records: int, rounds: int) -> None:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    args = parse_args(build_parser())
     run(lambda: compare(args.records, args.rounds))
 
 
