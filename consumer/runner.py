@@ -13,6 +13,7 @@ from consumer.csv_pool import RemoteCsvWriter
 from consumer.errors import Conflict, ExportError, ExportTimeout, WriteError
 from consumer.events import replayed_result, result_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
+from consumer.limits import BoundedSink, check_range_length
 from consumer.offloop import finish_despite_cancel, run_off_loop
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
@@ -28,6 +29,7 @@ from consumer.structs import (
     ResultStatus,
     SourceRange,
 )
+from consumer.topic_access import TopicAccess
 from consumer.writers.pdf import ReportInfo
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class ExportRunner:
         self._load = load or (lambda: 1)
         """Exports this instance has taken on (running or waiting): sizes each fetch."""
         self._locks = KeyedLocks()
+        self._access = TopicAccess.from_settings(settings)
 
     async def run(
         self, request: ExportRequest, on_progress: ProgressSink | None = None
@@ -100,10 +103,11 @@ class ExportRunner:
         `on_progress` gets a `running` event at most once a second while records flow.
         """
         started = time.monotonic()
-        tally = Tally()
+        tally = Tally(max_records=self._settings.max_records)
         progress = ProgressReporter(request, started, on_progress)
         error: ExportError
         try:
+            self._check_allowed(request)
             # One export per id at a time: a replay waits for the first to finish, here
             # and (through the claim file) in every process sharing the output directory.
             async with self._locks.hold(request.export_id):
@@ -166,7 +170,8 @@ class ExportRunner:
                     request.export_id, request.format, fingerprint=request.fingerprint
                 ) as staged,
             ):
-                await run_off_loop(functools.partial(writer.begin, staged, tally))
+                sink = BoundedSink(staged, self._settings.max_output_bytes)
+                await run_off_loop(functools.partial(writer.begin, sink, tally))
                 async for messages in reader.batches():
                     await run_off_loop(functools.partial(writer.write_messages, messages, tally))
                     await progress.update(tally.records, reader.position)
@@ -184,6 +189,14 @@ class ExportRunner:
         if taken:
             return await self._replay_winner(request, started, tally)
         return await self._with_link(result, staged.name)
+
+    def _check_allowed(self, request: ExportRequest) -> None:
+        """Refuse, before anything is read, a source outside `EXPORT_SOURCE_TOPICS` and a
+        range longer than `EXPORT_MAX_RECORDS` (a source form that reads several topics or
+        partitions checks each, and its resolved length, the same way)."""
+        source = request.source
+        self._access.check(source.topic, request.export_id)
+        check_range_length(source.end_offset - source.start_offset, self._settings.max_records)
 
     async def _store_output(
         self, request: ExportRequest, staged: StagedOutput, started: float, tally: Tally

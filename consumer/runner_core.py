@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from consumer.batches import decode_batch
 from consumer.errors import BadRecord
+from consumer.limits import too_many_records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -32,12 +32,28 @@ class SourceMessage(Protocol):
     def value(self) -> bytes | None: ...
 
 
-@dataclass(slots=True)
 class Tally:
-    """Counts kept while an export runs."""
+    """Counts kept while an export runs; counting past `max_records` raises `TooLarge`,
+    whichever writer counts (every format's records are counted here)."""
 
-    records: int = 0
-    skipped: int = 0
+    __slots__ = ("_records", "max_records", "skipped")
+
+    def __init__(self, records: int = 0, skipped: int = 0, max_records: int | None = None) -> None:
+        self._records = records
+        self.skipped = skipped
+        self.max_records = max_records
+        """`EXPORT_MAX_RECORDS` in the service; None in a worker, which only reports counts."""
+
+    @property
+    def records(self) -> int:
+        """Records written so far."""
+        return self._records
+
+    @records.setter
+    def records(self, value: int) -> None:
+        if self.max_records is not None and value > self.max_records:
+            raise too_many_records(self.max_records)
+        self._records = value
 
 
 def log_skip(offset: int, problem: str) -> None:

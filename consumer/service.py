@@ -27,6 +27,7 @@ from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner, failed_result
 from consumer.settings import env_name
 from consumer.storage import open_store
+from consumer.topic_access import TopicAccess
 from consumer.topics import require_topics
 from consumer.writers.pdf_fonts import find_font
 
@@ -136,6 +137,7 @@ class ExportService:
             )
             await consumer.start()
             stack.push_async_callback(consumer.stop)
+            TopicAccess.from_settings(self.settings).warn_unmatched(await consumer.topics())
             self._consumer = consumer
             consumer.subscribe([self.settings.request_topic], listener=_Rebalance(self))
             sampler = asyncio.create_task(self._sample_memory())

@@ -42,6 +42,9 @@ DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3_000
 DEFAULT_PDF_MAX_PAGES = 5_000
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+DEFAULT_SOURCE_TOPICS = "*"
+DEFAULT_MAX_RECORDS = 50_000_000
+DEFAULT_MAX_OUTPUT_BYTES = 10 * 1024**3
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_S3_PRESIGN_S = 3600
 MAX_S3_PRESIGN_S = 7 * 24 * 3600
@@ -143,6 +146,13 @@ class Settings(BaseSettings):
     """A report that would pass this many pages fails with `too_large`."""
     max_batch_bytes: int = Field(DEFAULT_MAX_BATCH_BYTES, ge=1024)
     """A source message larger than this is a bad record, not decoded."""
+    source_topics: str = Field(DEFAULT_SOURCE_TOPICS, min_length=1)
+    """Comma-separated glob patterns of the topics a request may read; internal topics
+    (`__*`) and the service's own topics are never readable (`consumer.topic_access`)."""
+    max_records: int = Field(DEFAULT_MAX_RECORDS, ge=1)
+    """An export past this many records fails `too_large`."""
+    max_output_bytes: int = Field(DEFAULT_MAX_OUTPUT_BYTES, ge=1)
+    """An export whose output passes this many bytes fails `too_large`."""
 
     enable_idempotence: bool = True
     """Idempotent producer; off for brokers without InitProducerId (the embedded one)."""
@@ -173,6 +183,19 @@ class Settings(BaseSettings):
         if value.startswith("file://") and not value.removeprefix("file://").startswith("/"):
             raise ValueError("a file URL needs an absolute path (file:///srv/exports)")
         return value
+
+    @field_validator("source_topics")
+    @classmethod
+    def _check_source_topics(cls, value: str) -> str:
+        patterns = [pattern.strip() for pattern in value.split(",")]
+        if not all(patterns):
+            raise ValueError("an empty pattern (comma-separated globs: 'sales.*,billing.*')")
+        return ",".join(patterns)
+
+    @property
+    def source_topic_patterns(self) -> tuple[str, ...]:
+        """`source_topics` split into its glob patterns."""
+        return tuple(self.source_topics.split(","))
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client the service creates."""

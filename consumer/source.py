@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer.errors import SourceUnavailable
+from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
@@ -107,7 +108,10 @@ class SourceReader:
         try:
             partitions = await topic_partitions(self._consumer, src.topic)
             if partitions is None:
-                raise SourceUnavailable(f"source.topic: topic {src.topic!r} does not exist")
+                log.info(
+                    "source topic %r does not exist", src.topic, extra={"event": "source_missing"}
+                )
+                raise unavailable(src.topic)
             if src.partition not in partitions:
                 raise SourceUnavailable(
                     f"source.partition: topic {src.topic!r} has no partition {src.partition} "
