@@ -32,6 +32,8 @@ from consumer.structs import (
 
 REQUEST_SCHEMA = "export-request.schema.json"
 RESULT_SCHEMA = "export-result.schema.json"
+MAX_ECHO = 80
+"""The most of a request's value an error message quotes."""
 EXPORT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -68,11 +70,25 @@ def _describe(error: ValidationError) -> str:
         known = error.schema.get("properties", {})
         unknown = sorted(name for name in instance if name not in known)
         return f"{where or 'request'}: unknown field {', '.join(map(repr, unknown))}"
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        return (
+            f"{where or 'request'}: is {len(error.instance):,} characters long, "
+            f"more than the {error.validator_value} allowed"
+        )
     if error.validator == "oneOf" and isinstance(error.validator_value, list):
         forms = [alt.get("description", "") for alt in error.validator_value]
         if all(forms):
-            return f"{where or 'request'}: {error.instance!r} is neither {' nor '.join(forms)}"
-    return f"{where or 'request'}: {error.message}"
+            shown = _echo(error.instance)
+            return f"{where or 'request'}: {shown} is neither {' nor '.join(forms)}"
+    # jsonschema's messages quote the offending value whole; a requester may send megabytes.
+    message = error.message.replace(repr(error.instance), _echo(error.instance))
+    return f"{where or 'request'}: {message}"
+
+
+def _echo(value: object) -> str:
+    """`value` as a message quotes it: its repr, cut to `MAX_ECHO` characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
 
 
 def parse_envelope(value: bytes | None) -> tuple[str, dict[str, Any]]:
