@@ -204,7 +204,11 @@ class TestAbusiveRequests:
             for line in text.splitlines()
             if line.startswith("export_requests_total{")
         }
-        assert users == {*(f"user-{n}" for n in range(5)), "other"}
+        # The first five requesters to arrive keep their names (the two request partitions
+        # are read in no fixed order); everyone after them, mallory too, is `other`.
+        assert "other" in users
+        assert len(users - {"other"}) == 5
+        assert users - {"other"} <= {f"user-{n}" for n in range(20)}
         other = metric_value(
             text, "export_requests_total", format="csv", status="completed", user="other"
         )
