@@ -30,6 +30,8 @@ BENCHMARKS = [
     (["bench.load", "--responsiveness", "--records", "200"], "event-loop lag"),
     (["bench.load", "--mixed", "--records", "2000"], "at once"),
     (["bench.s3_clients", "--mib", "8", "--rounds", "1"], "MiB/s"),
+    (["bench.transport", "--records", "400", "--rounds", "1"], "faster bare consumer"),
+    (["bench.connect", "--records", "400", "--rounds", "1"], "service/Connect"),
 ]
 
 
