@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from consumer.storage.local import TEMP_SUFFIX
 from consumer.topics import ensure_topics
 from tests.integration.harness import metric_value, scrape
 
@@ -17,10 +18,15 @@ def rows(count: int, width: int = 60) -> list[dict[str, object]]:
 
 
 def visible(harness) -> list[str]:
-    """The output directory's files a user could see (hidden are staging and records)."""
+    """The output directory's files a user could see, and any staged part left behind
+    (hidden files are otherwise the store's records and claims)."""
     if not harness.output_dir.exists():
         return []
-    return sorted(p.name for p in harness.output_dir.iterdir() if not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in harness.output_dir.iterdir()
+        if not p.name.startswith(".") or p.name.endswith(TEMP_SUFFIX)
+    )
 
 
 def failure(result) -> tuple[str, str]:
