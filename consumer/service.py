@@ -137,7 +137,7 @@ class ExportService:
             )
             await consumer.start()
             stack.push_async_callback(consumer.stop)
-            TopicAccess.from_settings(self.settings).warn_unmatched(await consumer.topics())
+            await TopicAccess.from_settings(self.settings).warn_unmatched_on(consumer)
             self._consumer = consumer
             consumer.subscribe([self.settings.request_topic], listener=_Rebalance(self))
             sampler = asyncio.create_task(self._sample_memory())

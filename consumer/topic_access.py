@@ -10,10 +10,13 @@ read, before it fetches anything.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from aiokafka.errors import KafkaError
 
 from consumer.errors import SourceUnavailable
 
@@ -24,9 +27,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LIST_TOPICS_S = 10.0
+"""How long start-up waits for the topic list the unmatched-pattern warning needs."""
 INTERNAL_TOPIC_PREFIX = "__"
 """Kafka's own topics (`__consumer_offsets`, `__transaction_state`) and, by convention,
 other tools' internal ones."""
+
+
+class TopicLister(Protocol):
+    """What start-up needs of a Kafka client: the cluster's topic names."""
+
+    async def topics(self) -> set[str]: ...
 
 
 def unavailable(topic: str) -> SourceUnavailable:
@@ -94,3 +105,18 @@ class TopicAccess:
                 pattern,
                 extra={"event": "source_pattern_unmatched", "pattern": pattern},
             )
+
+    async def warn_unmatched_on(self, client: TopicLister) -> None:
+        """`warn_unmatched` with the cluster's topics; a broker that cannot list them in
+        time gets a warning of its own, never a failed start-up (the check is advisory)."""
+        try:
+            async with asyncio.timeout(LIST_TOPICS_S):
+                topics = await client.topics()
+        except (TimeoutError, KafkaError) as exc:
+            log.warning(
+                "cannot list topics to check EXPORT_SOURCE_TOPICS: %s",
+                str(exc) or type(exc).__name__,
+                extra={"event": "source_patterns_unchecked"},
+            )
+            return
+        self.warn_unmatched(topics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from consumer.errors import FailureReason, SettingsError, SourceUnavailable
 from consumer.settings import describe_settings, load_settings
@@ -59,6 +60,19 @@ class TestTopicAccess:
             r for r in caplog.records if r.__dict__.get("event") == "source_pattern_unmatched"
         ]
         assert [r.__dict__["pattern"] for r in events] == ["typo.*", "__*"]
+
+    async def test_a_broker_that_cannot_list_topics_does_not_stop_start_up(self, caplog):
+        """When the topic list fails, start-up goes on with one warning saying the patterns
+        were not checked."""
+
+        class Failing:
+            async def topics(self) -> set[str]:
+                raise KafkaError("metadata refused")
+
+        with caplog.at_level(logging.WARNING):
+            await access("sales.*").warn_unmatched_on(Failing())
+        [record] = caplog.records
+        assert record.__dict__["event"] == "source_patterns_unchecked"
 
 
 class TestSetting:
