@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,14 +26,18 @@ from consumer.structs import (
     ExportResult,
     Orientation,
     OutputFile,
+    PartitionRange,
     ResultStatus,
+    Source,
     SourceRange,
+    SourceWindow,
 )
 
 REQUEST_SCHEMA = "export-request.schema.json"
 RESULT_SCHEMA = "export-result.schema.json"
 MAX_ECHO = 80
 """The most of a request's value an error message quotes."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXPORT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -76,6 +80,9 @@ def _describe(error: ValidationError) -> str:
             f"more than the {error.validator_value} allowed"
         )
     if error.validator == "oneOf" and isinstance(error.validator_value, list):
+        chosen = _meant_form(error)
+        if chosen is not None:
+            return _describe(chosen)
         forms = [alt.get("description", "") for alt in error.validator_value]
         if all(forms):
             shown = _echo(error.instance)
@@ -83,6 +90,28 @@ def _describe(error: ValidationError) -> str:
     # jsonschema's messages quote the offending value whole; a requester may send megabytes.
     message = error.message.replace(repr(error.instance), _echo(error.instance))
     return f"{where or 'request'}: {message}"
+
+
+def _meant_form(error: ValidationError) -> ValidationError | None:
+    """Of an object that fits none of several object forms, the error against the form it
+    meant: the one with the most of its required fields present (an offset range missing
+    its topic is still an offset range)."""
+    forms = error.validator_value
+    if not isinstance(error.instance, dict) or not isinstance(forms, list):
+        return None
+    present = [
+        sum(name in error.instance for name in alt.get("required", ()))
+        if alt.get("type") == "object"
+        else 0
+        for alt in forms
+    ]
+    if max(present) == 0:
+        return None
+    meant = present.index(max(present))
+    found: ValidationError | None = best_match(
+        e for e in error.context or () if e.relative_schema_path[0] == meant
+    )
+    return found
 
 
 def _echo(value: object) -> str:
@@ -119,23 +148,11 @@ def decode_request(payload: dict[str, Any]) -> ExportRequest:
     error = best_match(validator(REQUEST_SCHEMA).iter_errors(payload))
     if error is not None:
         raise InvalidRequest(_describe(error))
-    src = payload["source"]
-    if src["end_offset"] < src["start_offset"]:
-        raise InvalidRequest(
-            f"source.end_offset: {src['end_offset']} is before "
-            f"source.start_offset {src['start_offset']}"
-        )
+    source = _source(payload["source"])
     raw_options = payload.get("options", {})
     options = ExportOptions(
         **{k: v for k, v in raw_options.items() if k != "orientation"},
         orientation=Orientation(raw_options.get("orientation", Orientation.AUTO.value)),
-    )
-    source = SourceRange(
-        topic=src["topic"],
-        partition=src["partition"],
-        start_offset=src["start_offset"],
-        end_offset=src["end_offset"],
-        key=src.get("key"),
     )
     request = ExportRequest(
         export_id=payload["export_id"],
@@ -147,6 +164,52 @@ def decode_request(payload: dict[str, Any]) -> ExportRequest:
         options=options,
     )
     return _with_fingerprint(request)
+
+
+def _source(src: dict[str, Any]) -> Source:
+    """The offset range or the time window a request's source names."""
+    if "since" not in src:
+        if src["end_offset"] < src["start_offset"]:
+            raise InvalidRequest(
+                f"source.end_offset: {src['end_offset']} is before "
+                f"source.start_offset {src['start_offset']}"
+            )
+        return SourceRange(
+            topic=src["topic"],
+            partition=src["partition"],
+            start_offset=src["start_offset"],
+            end_offset=src["end_offset"],
+            key=src.get("key"),
+        )
+    since, until = _instant(src, "since"), _instant(src, "until")
+    if until <= since:
+        raise InvalidRequest(
+            f"source.until: {src['until']} is not after source.since {src['since']}"
+        )
+    partitions = src.get("partitions")
+    return SourceWindow(
+        topic=src["topic"],
+        since=src["since"],
+        until=src["until"],
+        since_ms=since,
+        until_ms=until,
+        partitions=tuple(sorted(set(partitions))) if partitions is not None else None,
+        key=src.get("key"),
+    )
+
+
+def _instant(src: dict[str, Any], name: str) -> int:
+    """An RFC 3339 time with a zone as milliseconds since the epoch (Kafka's timestamps)."""
+    text = src[name]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or "T" not in text.upper():
+        raise InvalidRequest(
+            f"source.{name}: {text!r} is not an RFC 3339 time with a zone (2026-11-01T00:00:00Z)"
+        )
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def _columns(items: list[str | dict[str, str]]) -> tuple[Column, ...]:
@@ -189,7 +252,7 @@ def _with_fingerprint(request: ExportRequest) -> ExportRequest:
     shaping = {
         "format": request.format.value,
         "columns": [_column_json(c) for c in request.columns],
-        "source": _source_json(request.source, with_key=True),
+        "source": _source_json(request.source, with_key=True, normalised=True),
         "title": request.title,
         "options": {
             "delimiter": request.options.delimiter,
@@ -214,15 +277,32 @@ def _with_fingerprint(request: ExportRequest) -> ExportRequest:
     )
 
 
-def _source_json(source: SourceRange, *, with_key: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "topic": source.topic,
-        "partition": source.partition,
-        "start_offset": source.start_offset,
-        "end_offset": source.end_offset,
-    }
+def _source_json(
+    source: Source,
+    *,
+    with_key: bool = False,
+    ranges: tuple[PartitionRange, ...] = (),
+    normalised: bool = False,
+) -> dict[str, Any]:
+    """The source as JSON; `normalised` writes a window's times as instants (for the
+    fingerprint: the same window written another way is the same request)."""
+    out: dict[str, Any] = {"topic": source.topic}
+    if isinstance(source, SourceRange):
+        out["partition"] = source.partition
+        out["start_offset"] = source.start_offset
+        out["end_offset"] = source.end_offset
+    else:
+        out["since"] = source.since_ms if normalised else source.since
+        out["until"] = source.until_ms if normalised else source.until
+        if source.partitions is not None:
+            out["partitions"] = list(source.partitions)
     if with_key and source.key is not None:
         out["key"] = source.key
+    if ranges:
+        out["ranges"] = [
+            {"partition": r.partition, "start_offset": r.start_offset, "end_offset": r.end_offset}
+            for r in ranges
+        ]
     return out
 
 
@@ -239,7 +319,7 @@ def result_json(result: ExportResult) -> dict[str, Any]:
             out["output"]["url"] = result.output.url
             out["output"]["expires_at"] = result.output.expires_at
     if result.source is not None:
-        out["source"] = _source_json(result.source)
+        out["source"] = _source_json(result.source, ranges=result.ranges)
     out["skipped"] = result.skipped
     if result.error is not None:
         error: dict[str, Any] = {
@@ -266,6 +346,7 @@ def progress_json(progress: ExportProgress) -> dict[str, Any]:
         "source": _source_json(progress.source),
         "elapsed_ms": round(progress.elapsed_ms, 1),
         "updated_at": progress.updated_at,
+        **({"waiting_until": progress.waiting_until} if progress.waiting_until else {}),
     }
 
 
@@ -299,17 +380,23 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 def replayed_result(data: dict[str, Any]) -> ExportResult:
     """A stored completed result (as `result_json` wrote it), marked as a replay."""
     src = data["source"]
+    source = _source(src)
+    ranges = tuple(
+        PartitionRange(r["partition"], r["start_offset"], r["end_offset"])
+        for r in src.get("ranges", ())
+    )
     return ExportResult(
         export_id=data["export_id"],
         status=ResultStatus.COMPLETED,
         finished_at=data["finished_at"],
         duration_ms=data["duration_ms"],
         format=ExportFormat(data["format"]),
-        source=SourceRange(
-            topic=src["topic"],
-            partition=src["partition"],
-            start_offset=src["start_offset"],
-            end_offset=src["end_offset"],
+        source=source,
+        ranges=ranges
+        or (
+            (PartitionRange(source.partition, source.start_offset, source.end_offset),)
+            if isinstance(source, SourceRange)
+            else ()
         ),
         records=data["records"],
         bytes=data["bytes"],

@@ -35,25 +35,36 @@ class ProgressReporter:
         self._next_at = started + INTERVAL_S
         self._last: tuple[int, int] | None = None
 
-    async def update(self, records: int, position: int) -> None:
+    async def update(self, records: int, read: tuple[int, int]) -> None:
+        """`read`: (offsets read so far, offsets to read), over every range together."""
         now = time.monotonic()
-        src = self._request.source
-        if self._sink is None or now < self._next_at or position >= src.end_offset:
+        done, span = read
+        if self._sink is None or now < self._next_at or done >= span:
             return
-        if (records, position) == self._last:
+        if (records, done) == self._last:
             return
-        self._last = (records, position)
+        self._last = (records, done)
         self._next_at = now + INTERVAL_S
-        span = src.end_offset - src.start_offset
-        done = min(max(position - src.start_offset, 0), span)
+        await self._publish(records, 100.0 * done / span if span else 100.0, None)
+
+    async def waiting(self) -> None:
+        """Said once: the export waits for its window to close before reading."""
+        source = self._request.source
+        until = getattr(source, "until", None)
+        await self._publish(0, 0.0, until)
+
+    async def _publish(self, records: int, percent: float, waiting_until: str | None) -> None:
+        if self._sink is None:
+            return
         await self._sink(
             ExportProgress(
                 export_id=self._request.export_id,
                 format=self._request.format,
-                source=src,
+                source=self._request.source,
                 records=records,
-                percent=100.0 * done / span if span else 100.0,
-                elapsed_ms=(now - self._started) * 1000,
+                percent=percent,
+                elapsed_ms=(time.monotonic() - self._started) * 1000,
                 updated_at=utc_timestamp(),
+                waiting_until=waiting_until,
             )
         )

@@ -18,7 +18,7 @@ from consumer.offloop import finish_despite_cancel, run_off_loop
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
-from consumer.source import MIN_FETCH_BYTES, SourceReader, fetch_bytes_for
+from consumer.source import MIN_FETCH_BYTES, fetch_bytes_for, reader_for
 from consumer.storage import OutputTaken
 from consumer.storage.manifest import Manifest
 from consumer.structs import (
@@ -26,7 +26,9 @@ from consumer.structs import (
     ExportResult,
     Failure,
     OutputFile,
+    PartitionRange,
     ResultStatus,
+    Source,
     SourceRange,
 )
 from consumer.topic_access import TopicAccess
@@ -57,7 +59,7 @@ def failed_result(
     error: ExportError,
     *,
     fmt: ExportFormat | None,
-    source: SourceRange | None,
+    source: Source | None,
     duration_ms: float,
     tally: Tally | None = None,
 ) -> ExportResult:
@@ -119,8 +121,7 @@ class ExportRunner:
                 raise
             error = ExportTimeout(
                 f"deadline of {self._settings.timeout_s:g}s passed with {tally.records} records "
-                f"written; the range {request.source.start_offset}..{request.source.end_offset} "
-                "was not fully read"
+                f"written; {describe_source(request.source)} was not fully read"
             )
         except ExportError as exc:
             error = exc
@@ -164,23 +165,26 @@ class ExportRunner:
         taken = False
         try:
             fetch_bytes = self._fetch_bytes(request)
+            reader = reader_for(self._settings, request.source, fetch_bytes, progress.waiting)
             async with (
-                SourceReader(self._settings, request.source, fetch_bytes) as reader,
+                reader,
                 self._store.stage(
                     request.export_id, request.format, fingerprint=request.fingerprint
                 ) as staged,
             ):
+                # A window's length is known once it is resolved.
+                check_range_length(reader.read_offsets()[1], self._settings.max_records)
                 sink = BoundedSink(staged, self._settings.max_output_bytes)
                 await run_off_loop(functools.partial(writer.begin, sink, tally))
                 async for messages in reader.batches():
                     await run_off_loop(functools.partial(writer.write_messages, messages, tally))
-                    await progress.update(tally.records, reader.position)
+                    await progress.update(tally.records, reader.read_offsets())
                 await run_off_loop(functools.partial(writer.finish, tally))
                 # Once the output is being made visible its manifest must follow, even if a
                 # rebalance or the deadline cancels us now: an object in the bucket without
                 # one would stand in the way of every later attempt.
                 result = await finish_despite_cancel(
-                    self._store_output(request, staged, started, tally)
+                    self._store_output(request, staged, started, tally, reader.ranges)
                 )
         except OutputTaken:
             taken = True  # another attempt made it first; leaving the block discarded ours
@@ -196,15 +200,21 @@ class ExportRunner:
         partitions checks each, and its resolved length, the same way)."""
         source = request.source
         self._access.check(source.topic, request.export_id)
-        check_range_length(source.end_offset - source.start_offset, self._settings.max_records)
+        if isinstance(source, SourceRange):
+            check_range_length(source.end_offset - source.start_offset, self._settings.max_records)
 
     async def _store_output(
-        self, request: ExportRequest, staged: StagedOutput, started: float, tally: Tally
+        self,
+        request: ExportRequest,
+        staged: StagedOutput,
+        started: float,
+        tally: Tally,
+        ranges: tuple[PartitionRange, ...],
     ) -> ExportResult:
         """Make the output visible, then record its manifest; the completed result."""
         await staged.commit()
         output = OutputFile(uri=staged.uri, sha256=staged.sha256)
-        result = _completed(request, started, tally, staged.bytes_written, output)
+        result = _completed(request, started, tally, staged.bytes_written, output, ranges=ranges)
         await self._record(request, staged.name, result)
         # The one line per output made: a result published later may be a replay of it.
         log.info(
@@ -288,9 +298,19 @@ class ExportRunner:
 
 
 def _completed(
-    request: ExportRequest, started: float, tally: Tally, size: int, output: OutputFile
+    request: ExportRequest,
+    started: float,
+    tally: Tally,
+    size: int,
+    output: OutputFile,
+    *,
+    ranges: tuple[PartitionRange, ...] = (),
 ) -> ExportResult:
-    """The completed result of `request`, whose output is `output` of `size` bytes."""
+    """The completed result of `request`, whose output is `output` of `size` bytes, read
+    from `ranges` (by default the request's own offset range)."""
+    src = request.source
+    if not ranges and isinstance(src, SourceRange):
+        ranges = (PartitionRange(src.partition, src.start_offset, src.end_offset),)
     return ExportResult(
         export_id=request.export_id,
         status=ResultStatus.COMPLETED,
@@ -298,6 +318,7 @@ def _completed(
         duration_ms=(time.monotonic() - started) * 1000,
         format=request.format,
         source=request.source,
+        ranges=ranges,
         records=tally.records,
         bytes=size,
         skipped=tally.skipped,
@@ -316,13 +337,30 @@ def _check_same_request(request: ExportRequest, fingerprint: str, name: str) -> 
 
 def report_info(request: ExportRequest) -> ReportInfo:
     """What the report's first page says: title, source range, time, id."""
-    src = request.source
-    source = f"{src.topic}[{src.partition}] offsets {src.start_offset} to {src.end_offset - 1}"
-    if src.key is not None:
-        source += f", key {src.key}"
     return ReportInfo(
         title=request.title or request.export_id,
-        source=source,
+        source=describe_source(request.source, printed=True),
         generated_at=utc_timestamp()[:16].replace("T", " ") + " UTC",
         export_id=request.export_id,
     )
+
+
+def describe_source(src: Source, *, printed: bool = False) -> str:
+    """The source in words: for messages, or (`printed`) a report's first page."""
+    if isinstance(src, SourceRange):
+        if printed:
+            text = (
+                f"{src.topic}[{src.partition}] offsets {src.start_offset} to {src.end_offset - 1}"
+            )
+        else:
+            text = f"the range {src.start_offset}..{src.end_offset}"
+    else:
+        partitions = (
+            f"[{', '.join(map(str, src.partitions))}]" if src.partitions is not None else ""
+        )
+        text = f"{src.topic}{partitions} from {src.since} until {src.until}"
+        if not printed:
+            text = f"the window of {text}"
+    if printed and src.key is not None:
+        text += f", key {src.key}"
+    return text

@@ -83,6 +83,38 @@ class SourceRange:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceWindow:
+    """A time window of a topic: the records of every chosen partition whose Kafka
+    timestamp is in [since, until), interleaved by timestamp."""
+
+    topic: str
+    since: str
+    """As the request wrote it (RFC 3339 with a zone); `since_ms` is the same instant."""
+    until: str
+    since_ms: int
+    """Milliseconds since the epoch, inclusive."""
+    until_ms: int
+    """Milliseconds since the epoch, exclusive."""
+    partitions: tuple[int, ...] | None = None
+    """The partitions to read; None for every partition of the topic."""
+    key: str | None = None
+    """When set, only batches whose message key equals it count."""
+
+
+Source = SourceRange | SourceWindow
+"""Where a request's records are: an offset range of one partition, or a time window."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRange:
+    """The offsets of one partition that an export read."""
+
+    partition: int
+    start_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExportOptions:
     """Per-request knobs, with the contract's defaults."""
 
@@ -106,7 +138,7 @@ class ExportRequest:
     """Idempotency key and the output's file name."""
     format: ExportFormat
     columns: tuple[Column, ...]
-    source: SourceRange
+    source: Source
     requested_by: str | None = None
     title: str | None = None
     options: ExportOptions = field(default_factory=ExportOptions)
@@ -157,7 +189,9 @@ class ExportResult:
     duration_ms: float
     format: ExportFormat | None = None
     """None only when the request was too broken to say."""
-    source: SourceRange | None = None
+    source: Source | None = None
+    ranges: tuple[PartitionRange, ...] = ()
+    """What was read of each partition (what a window resolved to); empty when unknown."""
     records: int = 0
     bytes: int = 0
     skipped: int = 0
@@ -172,10 +206,12 @@ class ExportProgress:
 
     export_id: str
     format: ExportFormat
-    source: SourceRange
+    source: Source
     records: int
     """Records written so far."""
     percent: float
-    """Share of the offset range read, 0 to 100."""
+    """Share of the offset ranges read, 0 to 100."""
     elapsed_ms: float
     updated_at: str
+    waiting_until: str | None = None
+    """A window still open: the export waits until this time before reading."""

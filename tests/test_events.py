@@ -26,8 +26,10 @@ from consumer.structs import (
     ExportFormat,
     ExportResult,
     OutputFile,
+    PartitionRange,
     ResultStatus,
     SourceRange,
+    SourceWindow,
 )
 
 VALID: dict[str, Any] = {
@@ -175,6 +177,52 @@ class TestDecodeRequest:
         labelled = with_change("columns", ["id", {"field": "customer", "label": "C"}, "amount"])
         assert decode_request(labelled).fingerprint != pinned
 
+    def test_time_window_source(self):
+        """A window names its topic, times (as instants too) and partitions, sorted."""
+        window = {"topic": "t", "since": "2026-11-01T00:00:00Z",
+                  "until": "2026-11-01T02:00:00+01:00",
+                  "partitions": [3, 1], "key": "k"}  # fmt: skip
+        source = decode_request(with_change("source", window)).source
+        assert source == SourceWindow(
+            topic="t",
+            since="2026-11-01T00:00:00Z",
+            until="2026-11-01T02:00:00+01:00",
+            since_ms=1_793_491_200_000,
+            until_ms=1_793_491_200_000 + 3_600_000,
+            partitions=(1, 3),
+            key="k",
+        )
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"since": "yesterday"}, "source.since"),
+            ({"since": "2026-11-01"}, "source.since"),
+            ({"until": "2026-11-01T00:00:00"}, "source.until"),
+            ({"until": "2026-11-01T00:00:00Z"}, "source.until"),
+            ({"until": "2026-10-31T23:00:00Z"}, "source.until"),
+            ({"partitions": []}, "source.partitions"),
+            ({"partitions": [-1]}, "source.partitions[0]"),
+            ({"partitions": "0"}, "source.partitions"),
+            ({"partition": 0}, "source"),
+        ],
+    )
+    def test_window_rules_name_the_field(self, change, field):
+        """A bad time, an `until` not after `since` or an empty `partitions` names the field."""
+        window = {"topic": "t", "since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}
+        with pytest.raises(InvalidRequest) as caught:
+            decode_request(with_change("source", {**window, **change}))
+        assert caught.value.message.startswith(f"{field}:"), caught.value.message
+
+    def test_the_same_window_written_another_way_is_the_same_request(self):
+        """Fingerprints compare instants: Z and +00:00 are one window; another until is not."""
+        base = {"topic": "t", "since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}
+        other = {**base, "since": "2026-11-01T01:00:00+01:00"}
+        later = {**base, "until": "2026-11-02T00:00:01Z"}
+        fingerprint = decode_request(with_change("source", base)).fingerprint
+        assert decode_request(with_change("source", other)).fingerprint == fingerprint
+        assert decode_request(with_change("source", later)).fingerprint != fingerprint
+
     def test_fingerprint_tells_replays_from_conflicts(self):
         """Same shaping fields give the same fingerprint; requested_by does not count."""
         same = decode_request(with_change("requested_by", "bob")).fingerprint
@@ -242,12 +290,15 @@ class TestResultJson:
             export_id="inv-1", status=ResultStatus.COMPLETED, finished_at=utc_timestamp(),
             duration_ms=183.24, format=ExportFormat.CSV,
             source=SourceRange("export.records", 0, 0, 1000, key="k"),
+            ranges=(PartitionRange(0, 0, 1000),),
             records=1000, bytes=48213, output=OutputFile("file:///srv/exports/inv-1.csv", "a" * 64),
         )  # fmt: skip
         data = orjson.loads(encode_result(result))
         assert list(validator(RESULT_SCHEMA).iter_errors(data)) == []
         assert data["source"] == {"topic": "export.records", "partition": 0,
-                                  "start_offset": 0, "end_offset": 1000}  # fmt: skip
+                                  "start_offset": 0, "end_offset": 1000,
+                                  "ranges": [{"partition": 0, "start_offset": 0,
+                                              "end_offset": 1000}]}  # fmt: skip
         assert data["duration_ms"] == 183.2
         assert data["finished_at"].endswith("Z")
         assert len(data["finished_at"]) == len("2026-11-28T16:00:00.000Z")

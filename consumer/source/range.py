@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer.errors import SourceUnavailable
+from consumer.structs import PartitionRange
 from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
 
@@ -39,6 +40,44 @@ def fetch_bytes_for(exports: int) -> int:
     return max(MIN_FETCH_BYTES, FETCH_BUDGET_BYTES // max(exports, 1))
 
 
+def source_consumer(settings: Settings, fetch_bytes: int) -> AIOKafkaConsumer:
+    """A group-less consumer whose fetches hold at most `fetch_bytes` of a partition."""
+    return AIOKafkaConsumer(
+        **settings.kafka_client_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        # The most of the partition one fetch holds in memory (Kafka still sends a
+        # first batch that is larger whole).
+        max_partition_fetch_bytes=fetch_bytes,
+        fetch_max_bytes=fetch_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+
+
+async def connect(consumer: AIOKafkaConsumer) -> None:
+    """Start the consumer; a broker that is merely away (down, restarting) is waited for,
+    within the caller's deadline."""
+    while True:
+        try:
+            await consumer.start()
+        except KafkaConnectionError as exc:
+            log.debug("source: broker unreachable, retrying: %s", exc)
+            await asyncio.sleep(RECONNECT_S)
+        else:
+            return
+
+
+async def require_topic(consumer: AIOKafkaConsumer, topic: str) -> frozenset[int]:
+    """The topic's partitions; `source_unavailable` (the message a refused topic gets) when
+    it does not exist."""
+    partitions = await topic_partitions(consumer, topic)
+    if partitions is None:
+        log.info("source topic %r does not exist", topic, extra={"event": "source_missing"})
+        raise unavailable(topic)
+    return partitions
+
+
 class SourceReader:
     """A group-less consumer assigned to the range's partition.
 
@@ -53,17 +92,7 @@ class SourceReader:
     ) -> None:
         self._source = source
         self._tp = TopicPartition(source.topic, source.partition)
-        self._consumer = AIOKafkaConsumer(
-            **settings.kafka_client_options(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            # The most of the partition one fetch holds in memory (Kafka still sends a
-            # first batch that is larger whole).
-            max_partition_fetch_bytes=fetch_bytes,
-            fetch_max_bytes=fetch_bytes,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        )
+        self._consumer = source_consumer(settings, fetch_bytes)
         self._started = False
         self.position = source.start_offset
         """The next offset to read; reaches `end_offset` when the range is done."""
@@ -71,13 +100,7 @@ class SourceReader:
     async def start(self) -> None:
         """Connect, then check the source. A broker that is merely away (down, restarting)
         is waited for, as `batches()` waits for it, within the caller's deadline."""
-        while True:
-            try:
-                await self._consumer.start()
-                break
-            except KafkaConnectionError as exc:
-                log.debug("source: broker unreachable, retrying: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
+        await connect(self._consumer)
         self._started = True
         await self._check_source()
 
@@ -106,12 +129,7 @@ class SourceReader:
     async def _check_source(self) -> None:
         src = self._source
         try:
-            partitions = await topic_partitions(self._consumer, src.topic)
-            if partitions is None:
-                log.info(
-                    "source topic %r does not exist", src.topic, extra={"event": "source_missing"}
-                )
-                raise unavailable(src.topic)
+            partitions = await require_topic(self._consumer, src.topic)
             if src.partition not in partitions:
                 raise SourceUnavailable(
                     f"source.partition: topic {src.topic!r} has no partition {src.partition} "
@@ -126,6 +144,18 @@ class SourceReader:
                     )
         except KafkaError as exc:
             raise SourceUnavailable(f"cannot read the source's metadata: {exc}") from exc
+
+    @property
+    def ranges(self) -> tuple[PartitionRange, ...]:
+        """What this reader reads: the requested range."""
+        src = self._source
+        return (PartitionRange(src.partition, src.start_offset, src.end_offset),)
+
+    def read_offsets(self) -> tuple[int, int]:
+        """(offsets read so far, offsets in the range)."""
+        src = self._source
+        span = src.end_offset - src.start_offset
+        return min(max(self.position - src.start_offset, 0), span), span
 
     async def batches(self) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
         """Messages of the range that match the key, a fetch (or quiet poll) at a time."""

@@ -37,6 +37,7 @@ class TestCompletedExport:
                 "partition": 0,
                 "start_offset": start,
                 "end_offset": end,
+                "ranges": [{"partition": 0, "start_offset": start, "end_offset": end}],
             }
             assert result["replayed"] is False
             assert list(validator(RESULT_SCHEMA).iter_errors(result)) == []

@@ -1,0 +1,177 @@
+"""Reads a time window of a topic across its partitions, for one export.
+
+Each chosen partition is resolved to an offset range with Kafka's time index
+(ListOffsets by timestamp): from the first offset at or after `since` to the first at or
+after `until`, or the partition's end when there is none. A window whose `until` is still
+ahead is waited for first. The ranges are read with one group-less consumer, fetching
+only for the partitions the merge is waiting on (so each holds at most one fetch), and
+within them only messages whose timestamp is in the window (and whose key matches)
+count; they leave interleaved by timestamp (`merge.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Self
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.errors import SourceUnavailable
+from consumer.source.merge import TimestampMerge
+from consumer.source.range import (
+    MIN_FETCH_BYTES,
+    POLL_TIMEOUT_MS,
+    connect,
+    require_topic,
+    source_consumer,
+)
+from consumer.structs import PartitionRange
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from types import TracebackType
+    from typing import TypeAlias
+
+    from aiokafka.structs import ConsumerRecord
+
+    from consumer.settings import Settings
+    from consumer.structs import SourceWindow
+
+    Message: TypeAlias = ConsumerRecord[bytes, bytes]
+
+log = logging.getLogger(__name__)
+
+
+class WindowReader:
+    """`start()` checks the topic and partitions, waits for a window still open and
+    resolves it to `ranges`; `batches()` yields the window's messages in merged order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        window: SourceWindow,
+        fetch_bytes: int = MIN_FETCH_BYTES,
+        on_wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._window = window
+        self._on_wait = on_wait
+        self._consumer = source_consumer(settings, fetch_bytes)
+        self._started = False
+        self.ranges: tuple[PartitionRange, ...] = ()
+        """Each partition's resolved offsets, lowest partition first."""
+        self._positions: dict[int, int] = {}
+
+    async def start(self) -> None:
+        await connect(self._consumer)
+        self._started = True
+        window = self._window
+        try:
+            partitions = await require_topic(self._consumer, window.topic)
+            chosen = window.partitions if window.partitions is not None else sorted(partitions)
+            missing = [p for p in chosen if p not in partitions]
+            if missing:
+                raise SourceUnavailable(
+                    f"source.partitions: topic {window.topic!r} has no partition "
+                    f"{', '.join(map(str, missing))} (it has {len(partitions)})"
+                )
+            await self._wait_for_until()
+            self.ranges = await self._resolve(chosen)
+        except KafkaError as exc:
+            raise SourceUnavailable(f"cannot read the source's metadata: {exc}") from exc
+        self._positions = {r.partition: r.start_offset for r in self.ranges}
+
+    async def _wait_for_until(self) -> None:
+        """A window still open is read once it has closed (the caller's deadline holds)."""
+        ahead_s = self._window.until_ms / 1000 - time.time()
+        if ahead_s <= 0:
+            return
+        log.info(
+            "window still open: waiting %.1f s until %s",
+            ahead_s,
+            self._window.until,
+            extra={"event": "window_waiting", "until": self._window.until},
+        )
+        if self._on_wait is not None:
+            await self._on_wait()
+        await asyncio.sleep(ahead_s)
+
+    async def _resolve(self, partitions: list[int] | tuple[int, ...]) -> tuple[PartitionRange, ...]:
+        topic, window = self._window.topic, self._window
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await self._consumer.end_offsets(tps)
+        starts = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.since_ms))
+        stops = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.until_ms))
+        ranges = []
+        for tp in tps:
+            end = stops[tp].offset if stops[tp] is not None else ends[tp]
+            start = starts[tp].offset if starts[tp] is not None else end
+            ranges.append(PartitionRange(tp.partition, start, max(start, end)))
+        return tuple(ranges)
+
+    def read_offsets(self) -> tuple[int, int]:
+        """(offsets read so far, offsets in every range together)."""
+        done = sum(self._positions[r.partition] - r.start_offset for r in self.ranges)
+        return done, sum(r.end_offset - r.start_offset for r in self.ranges)
+
+    async def batches(self) -> AsyncIterator[list[Message]]:
+        """The window's messages, merged by timestamp, a fetch (or quiet poll) at a time."""
+        topic, window = self._window.topic, self._window
+        key = window.key.encode() if window.key is not None else None
+        reading = {r.partition: r for r in self.ranges if r.end_offset > r.start_offset}
+        if not reading:
+            return
+        tps = {p: TopicPartition(topic, p) for p in reading}
+        self._consumer.assign(list(tps.values()))
+        for p, r in reading.items():
+            self._consumer.seek(tps[p], r.start_offset)
+        merge: TimestampMerge[Message] = TimestampMerge(sorted(reading))
+        while not merge.done:
+            wanted = [tps[p] for p in merge.hungry()]
+            # Only the partitions the merge waits on fetch: each holds at most one fetch.
+            self._consumer.pause(*(tp for tp in tps.values() if tp not in wanted))
+            self._consumer.resume(*wanted)
+            try:
+                fetched = await self._consumer.getmany(*wanted, timeout_ms=POLL_TIMEOUT_MS)
+            except KafkaError as exc:
+                raise SourceUnavailable(f"source: reading {topic} failed: {exc}") from exc
+            for tp in wanted:
+                end = reading[tp.partition].end_offset
+                chosen = []
+                for message in fetched.get(tp, []):
+                    if message.offset >= end:
+                        break
+                    in_window = window.since_ms <= message.timestamp < window.until_ms
+                    if in_window and (key is None or message.key == key):
+                        chosen.append(message)
+                merge.add(tp.partition, chosen)
+                position = min(end, await self._consumer.position(tp))
+                self._positions[tp.partition] = position
+                if position >= end:
+                    merge.finish(tp.partition)
+            # Empty too: the runner hears that the source is quiet.
+            yield merge.take()
+
+    async def stop(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
