@@ -89,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         # The embedded broker has no InitProducerId; real Kafka keeps the default (on).
         flags["enable_idempotence"] = "false"
+    if (
+        command == "dev"
+        and "window_lookup" not in flags
+        and env_name("window_lookup") not in os.environ
+    ):
+        # The embedded broker's ListOffsets by timestamp answers offset 0 for any time.
+        flags["window_lookup"] = "scan"
     try:
         settings = load_settings(flags, config_file)
         if command == "config":

@@ -69,6 +69,16 @@ class SaslMechanism(StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
+class WindowLookup(StrEnum):
+    """`EXPORT_WINDOW_LOOKUP`: how a time window finds its offsets."""
+
+    TIME_INDEX = "time-index"
+    """ListOffsets by timestamp: reads only the window's offsets (Apache Kafka)."""
+    SCAN = "scan"
+    """Each partition from its start to its end, keeping the window's timestamps: for
+    brokers whose time index answers wrongly (the embedded Tansu, which `dev` runs)."""
+
+
 class LogFormat(StrEnum):
     """`EXPORT_LOG_FORMAT`: how log lines are written."""
 
@@ -154,6 +164,8 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(DEFAULT_MAX_OUTPUT_BYTES, ge=1)
     """An export whose output passes this many bytes fails `too_large`."""
 
+    window_lookup: WindowLookup = WindowLookup.TIME_INDEX
+    """How time windows find their offsets; `dev` scans (see `WindowLookup`)."""
     enable_idempotence: bool = True
     """Idempotent producer; off for brokers without InitProducerId (the embedded one)."""
     fetch_max_wait_ms: int = Field(DEFAULT_FETCH_MAX_WAIT_MS, ge=0, le=10_000)

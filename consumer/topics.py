@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_PARTITIONS = 4
 RECORDS_TOPIC = "export.records"
+RECORDS_PARTITIONS = 3
+"""As the compose file makes it: the demo's time window reads across partitions."""
 TOPIC_CHECK_S = 10.0
 
 
@@ -36,7 +38,7 @@ def service_topics(settings: Settings) -> dict[str, int]:
         settings.request_topic: REQUEST_PARTITIONS,
         settings.result_topic: 1,
         settings.dlq_topic: 1,
-        RECORDS_TOPIC: 1,
+        RECORDS_TOPIC: RECORDS_PARTITIONS,
     }
 
 

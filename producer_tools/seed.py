@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,6 +39,16 @@ class Scenario:
     expect_status: str = "completed"
     expect_reason: str | None = None
     request_overrides: dict[str, Any] = field(default_factory=dict)
+    window: tuple[datetime, datetime] | None = None
+    """Batches stamped across this window and partitions, and a window request."""
+    recent: timedelta | None = None
+    """The window is this long a span up to now."""
+
+    def window_now(self) -> tuple[datetime, datetime] | None:
+        if self.recent is None:
+            return self.window
+        now = datetime.now(UTC)
+        return now - self.recent, now
 
 
 BATCH_SCENARIOS = (
@@ -45,6 +56,7 @@ BATCH_SCENARIOS = (
     Scenario("medium-csv", 10_000, "csv", request_overrides={"options": {"bom": True}}),
     Scenario("large-csv", 100_000, "csv"),
     Scenario("report-pdf", 2_000, "pdf"),
+    Scenario("window-csv", 6_000, "csv", recent=timedelta(hours=24)),
     Scenario(
         "invalid-request",
         10,
@@ -66,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--records", type=int, default=1_000, help="records to generate (default 1000)"
     )
-    mode.add_argument("--batch", action="store_true", help="run the five demo scenarios instead")
+    mode.add_argument("--batch", action="store_true", help="run the six demo scenarios instead")
     parser.add_argument("--format", choices=("csv", "pdf"), default="csv")
     parser.add_argument("--export-id", help="default: seed-<random>")
     parser.add_argument("--title", default=None)
@@ -74,7 +86,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a result")
     parser.add_argument("--bootstrap-servers", default=None, help="EXPORT_BOOTSTRAP_SERVERS")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    window = parser.add_argument_group(
+        "time window",
+        "write the batches with timestamps spread over a window, across partitions, and "
+        "request the window instead of an offset range",
+    )
+    window.add_argument(
+        "--window",
+        type=parse_duration,
+        metavar="DURATION",
+        help="the last DURATION (24h, 90m, 30s)",
+    )
+    window.add_argument("--since", type=parse_time, help="RFC 3339 start (inclusive)")
+    window.add_argument("--until", type=parse_time, help="RFC 3339 end (exclusive; default now)")
+    window.add_argument(
+        "--partitions", type=int, metavar="N", help="spread over partitions 0..N-1 (default: all)"
+    )
     return parser
+
+
+def parse_duration(text: str) -> timedelta:
+    """`24h`, `90m`, `30s`, `2d` as a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number and s, m, h or d (24h)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: use an RFC 3339 time with a zone")
+    return moment
+
+
+def window_of(args: argparse.Namespace) -> tuple[datetime, datetime] | None:
+    """The window the options ask for, or None for an offset range."""
+    if args.window is None and args.since is None:
+        return None
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - args.window
+    if until <= since:
+        raise SettingsError("--until must be after --since")
+    return since, until
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,10 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"seed-export: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        window = window_of(args)
+    except SettingsError as exc:
+        print(f"seed-export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     scenarios = (
         list(BATCH_SCENARIOS)
         if args.batch
-        else [Scenario(args.export_id or "seed", args.records, args.format)]
+        else [Scenario(args.export_id or "seed", args.records, args.format, window=window)]
     )
     try:
         return asyncio.run(_seed_all(settings, args, scenarios))
@@ -165,20 +228,40 @@ async def _seed_one(
         file=sys.stderr,
         leave=False,
     ) as bar:
-        start, end = await send_batches(
-            send, args.records_topic, partition=0, key=key, batches=batches, on_sent=bar.update
-        )
+        window = scenario.window_now()
+        if window is None:
+            start, end = await send_batches(
+                send, args.records_topic, partition=0, key=key, batches=batches, on_sent=bar.update
+            )
+            source: dict[str, Any] = {
+                "topic": args.records_topic,
+                "partition": 0,
+                "start_offset": start,
+                "end_offset": end,
+            }
+        else:
+            since, until = window
+            count = args.partitions or len(await send.partitions_for(args.records_topic))
+            await send_spread(
+                send,
+                args.records_topic,
+                partitions=count,
+                key=key,
+                batches=batches,
+                window=window,
+                on_sent=bar.update,
+            )
+            source = {
+                "topic": args.records_topic,
+                "since": _rfc3339(since),
+                "until": _rfc3339(until),
+            }
+    source["key"] = export_id
     request: dict[str, Any] = {
         "export_id": export_id,
         "format": scenario.format,
         "columns": list(COLUMNS),
-        "source": {
-            "topic": args.records_topic,
-            "partition": 0,
-            "start_offset": start,
-            "end_offset": end,
-            "key": export_id,
-        },
+        "source": source,
         "requested_by": os.environ.get("USER", "seed-export"),
         "title": args.title or f"Seeded export: {scenario.name}",
     }
@@ -202,6 +285,41 @@ async def _seed_one(
         result = await waiter.wait(export_id, args.timeout, on_event)
         bar.update(100 - bar.n)
     return result
+
+
+async def send_spread(
+    send: Any,
+    topic: str,
+    *,
+    partitions: int,
+    key: bytes,
+    batches: list[bytes],
+    window: tuple[datetime, datetime],
+    on_sent: Any,
+) -> None:
+    """Batch i goes to partition i mod `partitions`, stamped at the middle of its share of
+    the window: every partition's timestamps rise with its offsets."""
+    since, until = window
+    span = (until - since) / max(len(batches), 1)
+    in_flight = 16
+    for first in range(0, len(batches), in_flight):
+        futures = [
+            await send.send(
+                topic,
+                batches[index],
+                key=key,
+                partition=index % partitions,
+                timestamp_ms=int((since + span * (index + 0.5)).timestamp() * 1000),
+            )
+            for index in range(first, min(first + in_flight, len(batches)))
+        ]
+        for future in futures:
+            await future
+            on_sent(1)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.errors import SourceUnavailable
+from consumer.settings import WindowLookup
 from consumer.source.merge import TimestampMerge
 from consumer.source.range import (
     MIN_FETCH_BYTES,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import TypeAlias
 
-    from aiokafka.structs import ConsumerRecord
+    from aiokafka.structs import ConsumerRecord, OffsetAndTimestamp
 
     from consumer.settings import Settings
     from consumer.structs import SourceWindow
@@ -58,6 +59,7 @@ class WindowReader:
     ) -> None:
         self._window = window
         self._on_wait = on_wait
+        self._scan = settings.window_lookup is WindowLookup.SCAN
         self._consumer = source_consumer(settings, fetch_bytes)
         self._started = False
         self.ranges: tuple[PartitionRange, ...] = ()
@@ -102,12 +104,15 @@ class WindowReader:
         topic, window = self._window.topic, self._window
         tps = [TopicPartition(topic, p) for p in partitions]
         ends = await self._consumer.end_offsets(tps)
+        if self._scan:
+            firsts = await self._consumer.beginning_offsets(tps)
+            return tuple(PartitionRange(tp.partition, firsts[tp], ends[tp]) for tp in tps)
         starts = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.since_ms))
         stops = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.until_ms))
         ranges = []
         for tp in tps:
-            end = stops[tp].offset if stops[tp] is not None else ends[tp]
-            start = starts[tp].offset if starts[tp] is not None else end
+            end = _first_at(stops[tp], window.until_ms, ends[tp])
+            start = _first_at(starts[tp], window.since_ms, end)
             ranges.append(PartitionRange(tp.partition, start, max(start, end)))
         return tuple(ranges)
 
@@ -175,3 +180,12 @@ class WindowReader:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _first_at(found: OffsetAndTimestamp | None, asked_ms: int, otherwise: int) -> int:
+    """The offset of ListOffsets' answer, or `otherwise` when there is no record at or
+    after `asked_ms`. An answer stamped before the time asked is no answer: the embedded
+    broker (Tansu) says offset 0 with timestamp -1 where Kafka says none."""
+    if found is None or found.timestamp < asked_ms:
+        return otherwise
+    return int(found.offset)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 import orjson
 
 from consumer.broker import free_port
+from consumer.topics import ensure_topics
 from tests.terminal import at_a_terminal
 
 
@@ -48,10 +51,11 @@ def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
     assert lines[0].startswith(f"export-consumer dev: broker 127.0.0.1:{broker_port}")
     assert f"metrics http://127.0.0.1:{metrics_port}/metrics" in lines[0]
     verdicts = [line for line in lines if line.endswith("[ok]")]
-    assert len(verdicts) == 5, proc.stdout
+    assert len(verdicts) == 6, proc.stdout
     assert any(v.startswith("invalid-request: failed (invalid_request)") for v in verdicts)
     assert any(v.startswith("report-pdf: completed 2000 records") for v in verdicts)
-    assert len(list((tmp_path / "exports").glob("*.csv"))) == 3
+    assert any(v.startswith("window-csv: completed 6000 records") for v in verdicts)
+    assert len(list((tmp_path / "exports").glob("*.csv"))) == 4
     assert len(list((tmp_path / "exports").glob("*.pdf"))) == 1
     _assert_export_logs(proc.stderr, "seed-large-csv-")
     # Everything it started is gone.
@@ -176,3 +180,32 @@ async def test_seed_export_prints_the_result(harness):
     text = (harness.output_dir / "seeded.csv").read_bytes().decode("utf-8")
     assert text.startswith("id,customer,country,amount,currency,created_at,paid,note\r\n")
     assert text.count("\r\n") >= 2501
+
+
+async def test_seed_export_window_spreads_batches_and_requests_the_window(harness):
+    """`seed-export --window 24h --partitions 3` stamps its batches across the last day on
+    three partitions and exports them by a time window: every record, in id order (the
+    batches' timestamps rise with their ids), read from all three partitions."""
+    topic = f"{harness.records_topic}-spread"
+    await ensure_topics(harness.settings, {topic: 3})
+    env = {
+        **os.environ,
+        "EXPORT_BOOTSTRAP_SERVERS": harness.settings.bootstrap_servers,
+        "EXPORT_REQUEST_TOPIC": harness.settings.request_topic,
+        "EXPORT_RESULT_TOPIC": harness.settings.result_topic,
+    }
+    async with harness.service():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "producer_tools.seed", "--records", "5500", "--window", "24h",
+            "--partitions", "3", "--records-topic", topic, "--export-id", "spread", "--quiet",
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    result = orjson.loads(out)
+    assert result["records"] == 5500
+    assert "since" in result["source"]
+    assert [r["partition"] for r in result["source"]["ranges"]] == [0, 1, 2]
+    text = (harness.output_dir / "spread.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    assert [int(row[0]) for row in rows] == list(range(1, 5501))

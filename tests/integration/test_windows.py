@@ -26,7 +26,7 @@ async def window_topic(harness) -> str:
     return topic
 
 
-async def send(harness, topic: str, partition: int, ts_ms: int, rows, key: str | None = None):
+async def send(harness, topic: str, partition: int, ts_ms: int, rows, *, key: str | None = None):
     await harness.producer.send_and_wait(
         topic,
         orjson.dumps(rows),
@@ -166,3 +166,13 @@ class TestWindowExport:
         assert result["error"]["message"] == (
             f"source.topic: topic {topic!r} does not exist or is not readable by exports"
         )
+
+    async def test_scanning_gives_the_same_output(self, harness):
+        """`EXPORT_WINDOW_LOOKUP=scan` (what `dev` uses on the embedded broker, whose time
+        index answers wrongly) reads whole partitions and writes the same bytes."""
+        topic = await seed_three_partitions(harness)
+        async with harness.service(window_lookup="scan"):
+            await harness.send_request(window_request("w-9", topic, BASE_MS, BASE_MS + 5000))
+            result = await harness.result("w-9")
+        assert output_of(result).read_bytes() == b"id,p\r\na,0\r\nb,1\r\nb2,1\r\nc,0\r\nd,1\r\n"
+        assert result["source"]["ranges"][2] == {"partition": 2, "start_offset": 0, "end_offset": 2}
