@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -34,6 +35,7 @@ from consumer.settings import env_name, load_settings
 from consumer.topics import ensure_topics
 from producer_tools.kafka import ResultWaiter, producer, send_batches
 from producer_tools.records import COLUMNS, generate
+from producer_tools.seed import send_spread
 from tests.apache_kafka import ApacheKafka
 
 if TYPE_CHECKING:
@@ -279,6 +281,25 @@ class SeededRange:
     end: int
     count: int
 
+    def source(self) -> dict[str, Any]:
+        """The request's source for these records."""
+        return {"topic": self.topic, "partition": 0, "start_offset": self.start,
+                "end_offset": self.end, "key": self.key}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SeededWindow:
+    """Records written across partitions with timestamps in a window, exported by it."""
+
+    topic: str
+    key: str
+    since: str
+    until: str
+    count: int
+
+    def source(self) -> dict[str, Any]:
+        return {"topic": self.topic, "since": self.since, "until": self.until, "key": self.key}
+
 
 class KafkaBroker:
     """One Apache Kafka node (broker and controller) for a benchmark run."""
@@ -398,15 +419,43 @@ class BenchKafka:
         )
         return SeededRange(self.records_topic, key, start, end, count)
 
+    async def seed_window(
+        self, count: int, partitions: int, *, batch_records: int = BATCH_RECORDS
+    ) -> SeededWindow:
+        """Write `count` records in batches spread over `partitions` partitions of a topic
+        of their own, stamped across the last hour (rising with the offsets)."""
+        assert self._producer is not None  # noqa: S101 - inside the context
+        assert self.settings is not None  # noqa: S101
+        topic = f"{self.records_topic}.window{partitions}"
+        await ensure_topics(self.settings, {topic: partitions})
+        key = f"bench-{secrets.token_hex(4)}"
+        batches = [
+            orjson.dumps(generate(min(batch_records, count - start), start_id=start + 1))
+            for start in range(0, count, batch_records)
+        ]
+        until = datetime.now(UTC)
+        since = until - timedelta(hours=1)
+        await send_spread(
+            self._producer,
+            topic,
+            partitions=partitions,
+            key=key.encode(),
+            batches=batches,
+            window=(since, until),
+            on_sent=lambda _: None,
+        )
+        stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
+        return SeededWindow(topic, key, since.strftime(stamp), until.strftime(stamp), count)
+
     async def export(
-        self, seeded: SeededRange, fmt: str, **options: Any
+        self, seeded: SeededRange | SeededWindow, fmt: str, **options: Any
     ) -> tuple[float, dict[str, Any]]:
         """Request an export of the range; seconds from publishing to the result, and it."""
         seconds, results = await self.export_many([seeded], fmt, **options)
         return seconds, results[0]
 
     async def export_many(
-        self, ranges: Sequence[SeededRange], fmt: str, **options: Any
+        self, ranges: Sequence[SeededRange | SeededWindow], fmt: str, **options: Any
     ) -> tuple[float, list[dict[str, Any]]]:
         """Request exports of all ranges at once; seconds until the last result, and them."""
         assert self._producer is not None  # noqa: S101
@@ -421,13 +470,7 @@ class BenchKafka:
                 "export_id": export_id,
                 "format": fmt,
                 "columns": list(COLUMNS),
-                "source": {
-                    "topic": seeded.topic,
-                    "partition": 0,
-                    "start_offset": seeded.start,
-                    "end_offset": seeded.end,
-                    "key": seeded.key,
-                },
+                "source": seeded.source(),
                 "requested_by": "bench",
                 "title": f"Benchmark {fmt} export of {seeded.count} records",
                 "options": options,

@@ -3,8 +3,8 @@
 Each chosen partition is resolved to an offset range with Kafka's time index
 (ListOffsets by timestamp): from the first offset at or after `since` to the first at or
 after `until`, or the partition's end when there is none. A window whose `until` is still
-ahead is waited for first. The ranges are read with one group-less consumer, fetching
-only for the partitions the merge is waiting on (so each holds at most one fetch), and
+ahead is waited for first. The ranges are read with one group-less consumer, taking records
+only for the partitions the merge is waiting on (so each runs ahead by one fetch), and
 within them only messages whose timestamp is in the window (and whose key matches)
 count; they leave interleaved by timestamp (`merge.py`).
 """
@@ -134,10 +134,10 @@ class WindowReader:
             self._consumer.seek(tps[p], r.start_offset)
         merge: TimestampMerge[Message] = TimestampMerge(sorted(reading))
         while not merge.done:
+            # Records are taken only for the partitions the merge waits on, so each holds
+            # one fetch in the merge and at most one more the client prefetched for it
+            # (aiokafka fetches a partition again only once its last fetch is taken).
             wanted = [tps[p] for p in merge.hungry()]
-            # Only the partitions the merge waits on fetch: each holds at most one fetch.
-            self._consumer.pause(*(tp for tp in tps.values() if tp not in wanted))
-            self._consumer.resume(*wanted)
             try:
                 fetched = await self._consumer.getmany(*wanted, timeout_ms=POLL_TIMEOUT_MS)
             except KafkaError as exc:

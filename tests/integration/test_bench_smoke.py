@@ -32,6 +32,7 @@ BENCHMARKS = [
     (["bench.s3_clients", "--mib", "8", "--rounds", "1"], "MiB/s"),
     (["bench.transport", "--records", "400", "--rounds", "1"], "faster bare consumer"),
     (["bench.connect", "--records", "400", "--rounds", "1"], "service/Connect"),
+    (["bench.window", "--records", "4000", "--rounds", "1"], "window/range"),
 ]
 
 
