@@ -53,6 +53,11 @@ class TimestampMerge(Generic[R]):
             if not self._waiting[partition]:
                 self._starving -= 1
 
+    @property
+    def live(self) -> frozenset[int]:
+        """Partitions that may still get records."""
+        return frozenset(self._live)
+
     def hungry(self) -> list[int]:
         """Partitions being read that have nothing waiting: the merge waits on them."""
         return [p for p in self._live if not self._waiting[p]]

@@ -3,8 +3,8 @@
 Each chosen partition is resolved to an offset range with Kafka's time index
 (ListOffsets by timestamp): from the first offset at or after `since` to the first at or
 after `until`, or the partition's end when there is none. A window whose `until` is still
-ahead is waited for first. The ranges are read with one group-less consumer, taking records
-only for the partitions the merge is waiting on (so each runs ahead by one fetch), and
+ahead is waited for first. The ranges are read with one group-less consumer that fetches only for
+the partitions the merge is waiting on (so each runs ahead by one fetch), and
 within them only messages whose timestamp is in the window (and whose key matches)
 count; they leave interleaved by timestamp (`merge.py`).
 """
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WINDOW_SHARES = 4
+"""Partitions a window is assumed to read at once when it does not name them."""
+
 
 class WindowReader:
     """`start()` checks the topic and partitions, waits for a window still open and
@@ -60,7 +63,10 @@ class WindowReader:
         self._window = window
         self._on_wait = on_wait
         self._scan = settings.window_lookup is WindowLookup.SCAN
-        self._consumer = source_consumer(settings, fetch_bytes)
+        # The export's fetch budget is shared by the partitions read at once: each holds
+        # a fetch in the merge and one more in flight, so memory stays as a range's.
+        shares = len(window.partitions) if window.partitions is not None else WINDOW_SHARES
+        self._consumer = source_consumer(settings, max(MIN_FETCH_BYTES, fetch_bytes // shares))
         self._started = False
         self.ranges: tuple[PartitionRange, ...] = ()
         """Each partition's resolved offsets, lowest partition first."""
@@ -123,8 +129,7 @@ class WindowReader:
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         """The window's messages, merged by timestamp, a fetch (or quiet poll) at a time."""
-        topic, window = self._window.topic, self._window
-        key = window.key.encode() if window.key is not None else None
+        topic = self._window.topic
         reading = {r.partition: r for r in self.ranges if r.end_offset > r.start_offset}
         if not reading:
             return
@@ -134,30 +139,49 @@ class WindowReader:
             self._consumer.seek(tps[p], r.start_offset)
         merge: TimestampMerge[Message] = TimestampMerge(sorted(reading))
         while not merge.done:
-            # Records are taken only for the partitions the merge waits on, so each holds
-            # one fetch in the merge and at most one more the client prefetched for it
-            # (aiokafka fetches a partition again only once its last fetch is taken).
-            wanted = [tps[p] for p in merge.hungry()]
+            live = [tps[p] for p in sorted(merge.live)]
+            hungry = set(merge.hungry())
+            # A partition with records waiting in the merge fetches no more until they are
+            # taken (each runs ahead by one fetch); every fetch that arrived is taken at
+            # once, because aiokafka sends a node no fetch at all while any of its
+            # partitions' fetched records wait to be taken (up to 100 ms each time).
+            self._consumer.pause(*(tp for tp in live if tp.partition not in hungry))
+            self._consumer.resume(*(tp for tp in live if tp.partition in hungry))
             try:
-                fetched = await self._consumer.getmany(*wanted, timeout_ms=POLL_TIMEOUT_MS)
+                fetched = await self._consumer.getmany(*live, timeout_ms=POLL_TIMEOUT_MS)
             except KafkaError as exc:
                 raise SourceUnavailable(f"source: reading {topic} failed: {exc}") from exc
-            for tp in wanted:
-                end = reading[tp.partition].end_offset
-                chosen = []
-                for message in fetched.get(tp, []):
-                    if message.offset >= end:
-                        break
-                    in_window = window.since_ms <= message.timestamp < window.until_ms
-                    if in_window and (key is None or message.key == key):
-                        chosen.append(message)
-                merge.add(tp.partition, chosen)
-                position = min(end, await self._consumer.position(tp))
-                self._positions[tp.partition] = position
-                if position >= end:
-                    merge.finish(tp.partition)
+            for tp, messages in fetched.items():
+                merge.add(tp.partition, self._in_window(messages, reading[tp.partition]))
+            for tp in live:
+                if tp.partition in hungry or tp in fetched:
+                    await self._advance(tp, reading[tp.partition], merge)
             # Empty too: the runner hears that the source is quiet.
             yield merge.take()
+
+    def _in_window(self, messages: list[Message], span: PartitionRange) -> list[Message]:
+        """The messages of the partition's range whose timestamp (and key) count."""
+        window = self._window
+        key = window.key.encode() if window.key is not None else None
+        chosen = []
+        for message in messages:
+            if message.offset >= span.end_offset:
+                break
+            if window.since_ms <= message.timestamp < window.until_ms and (
+                key is None or message.key == key
+            ):
+                chosen.append(message)
+        return chosen
+
+    async def _advance(
+        self, tp: TopicPartition, span: PartitionRange, merge: TimestampMerge[Message]
+    ) -> None:
+        """Note how far the partition is read; at its range's end it is done."""
+        position = min(span.end_offset, await self._consumer.position(tp))
+        self._positions[tp.partition] = position
+        if position >= span.end_offset:
+            merge.finish(tp.partition)
+            self._consumer.pause(tp)  # nothing past the range is wanted
 
     async def stop(self) -> None:
         """Close the connection; safe to call twice."""
