@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from consumer.fields import lookup
 from consumer.structs import as_columns
 from consumer.workers import Worker, WorkerPool, error_reply
 from consumer.writers.cells import cell_text
@@ -101,7 +102,7 @@ class PdfWriter:
         if self._worker is None:
             raise RuntimeError("begin() was not called")
         fields = self._fields
-        self._worker.send("add", [[cell_text(r.get(f)) for f in fields] for r in records])
+        self._worker.send("add", [[cell_text(lookup(r, f)) for f in fields] for r in records])
         self._unanswered += 1
         while self._unanswered > AHEAD:
             self._worker.receive()

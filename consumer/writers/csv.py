@@ -7,6 +7,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from consumer._csvrows import format_json, format_rows
+from consumer.fields import is_nested, lookup
 from consumer.json_text import JsonNumber
 from consumer.structs import as_columns
 from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
@@ -51,6 +52,8 @@ class CsvWriter:
             if len(fields) > 1
             else None
         )
+        self._nested = is_nested(fields)
+        """A dotted field: the C formatters read top-level keys only, so Python takes it."""
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink) -> None:
@@ -66,6 +69,8 @@ class CsvWriter:
     def write_json(self, text: bytes) -> int | None:
         """A message's records written straight from its JSON text: how many, or None
         when the text is not in the subset C takes (then decode it and use write_records)."""
+        if self._nested:
+            return None
         options = self._options
         written = format_json(text, self._columns, options.delimiter, options.escape_formulas)
         if written is None:
@@ -79,6 +84,9 @@ class CsvWriter:
             self.write_records_by_row(records)
             return
         batch = records if isinstance(records, list) else list(records)
+        if self._nested:
+            self.write_records_by_column(batch)
+            return
         options = self._options
         data = format_rows(batch, self._columns, options.delimiter, options.escape_formulas)
         if data is None:
@@ -95,6 +103,8 @@ class CsvWriter:
     def write_records_by_row(self, records: Sequence[dict[str, Any]]) -> None:
         """The csv module's rows, cell by cell: the one-column case and the reference."""
         columns = self._columns
+        if self._nested:
+            records = [{c: lookup(r, c) for c in columns} for r in records]
         escape = self._options.escape_formulas
         starts = FORMULA_START_CHARS
         # One comprehension with no call per common cell: strings that cannot be

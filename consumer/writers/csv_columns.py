@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.fields import is_nested, lookup
 from consumer.json_text import JsonNumber
 from consumer.writers.cells import FORMULA_START_CHARS, csv_cell, escape_formula
 
@@ -44,6 +45,7 @@ class ColumnFormatter:
             raise ValueError("column formatting needs two or more columns")
         self._columns = tuple(columns)
         self._row_of = itemgetter(*columns)
+        self._nested = is_nested(columns)
         self._delimiter = delimiter
         self._escape_formulas = escape_formulas
         self._needs_quotes = re.compile("[" + re.escape(delimiter + '"\r\n') + "]")
@@ -56,6 +58,8 @@ class ColumnFormatter:
         return "\r\n".join(map(self._delimiter.join, zip(*texts, strict=True))) + "\r\n"
 
     def _columns_of(self, records: Sequence[dict[str, Any]]) -> Sequence[Sequence[Any]]:
+        if self._nested:
+            return [[lookup(record, column) for record in records] for column in self._columns]
         try:
             return list(zip(*map(self._row_of, records), strict=True))
         except KeyError:  # some record lacks a column: missing is null

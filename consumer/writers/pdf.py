@@ -21,6 +21,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
 
 from consumer.errors import InvalidRequest, TooLarge
+from consumer.fields import lookup
 from consumer.structs import Orientation, as_columns
 from consumer.writers.cells import cell_text
 from consumer.writers.pdf_fonts import BOLD, REGULAR
@@ -260,7 +261,7 @@ class PdfRenderer:
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
         fields = self._fields
-        self.add_rows([[cell_text(r.get(f)) for f in fields] for r in records])
+        self.add_rows([[cell_text(lookup(r, f)) for f in fields] for r in records])
 
     def add_rows(self, rows: list[list[str]]) -> None:
         """Rows of cell text, one per record, in the columns' order."""
