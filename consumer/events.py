@@ -17,8 +17,10 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from consumer.errors import InvalidRequest, PoisonMessage
 from consumer.structs import (
+    COMPRESSIBLE,
     Column,
     ColumnType,
+    Compression,
     ExportFormat,
     ExportOptions,
     ExportProgress,
@@ -151,13 +153,23 @@ def decode_request(payload: dict[str, Any]) -> ExportRequest:
     source = _source(payload["source"])
     raw_options = payload.get("options", {})
     options = ExportOptions(
-        **{k: v for k, v in raw_options.items() if k != "orientation"},
+        **{k: v for k, v in raw_options.items() if k not in {"orientation", "compression"}},
         orientation=Orientation(raw_options.get("orientation", Orientation.AUTO.value)),
+        compression=Compression(raw_options.get("compression", Compression.NONE.value)),
     )
+    fmt = ExportFormat(payload["format"])
+    if options.compression is not Compression.NONE and fmt not in COMPRESSIBLE:
+        raise InvalidRequest(
+            f"options.compression: {options.compression.value} applies to csv and jsonl, "
+            f"not {fmt.value}"
+        )
+    columns = _columns(payload["columns"])
+    if fmt in KEYED_FORMATS:
+        _check_distinct_labels(columns, fmt)
     request = ExportRequest(
         export_id=payload["export_id"],
-        format=ExportFormat(payload["format"]),
-        columns=_columns(payload["columns"]),
+        format=fmt,
+        columns=columns,
         source=source,
         requested_by=payload.get("requested_by"),
         title=payload.get("title"),
@@ -235,6 +247,21 @@ def _columns(items: list[str | dict[str, str]]) -> tuple[Column, ...]:
     return columns
 
 
+KEYED_FORMATS = frozenset({ExportFormat.JSONL, ExportFormat.XLSX, ExportFormat.PARQUET})
+"""Formats whose labels are keys (a JSON object's, a workbook row's, a Parquet schema's)."""
+
+
+def _check_distinct_labels(columns: tuple[Column, ...], fmt: ExportFormat) -> None:
+    first_at: dict[str, int] = {}
+    for index, column in enumerate(columns):
+        earlier = first_at.setdefault(column.label, index)
+        if earlier != index:
+            raise InvalidRequest(
+                f"columns[{index}]: label {column.label!r} is also columns[{earlier}]'s; "
+                f"{fmt.value} needs distinct labels"
+            )
+
+
 def _column_json(column: Column) -> str | dict[str, str]:
     # A v1 column stays a plain name, so a v1 request keeps its fingerprint (and its
     # stored outputs stay replays, not conflicts, across the upgrade).
@@ -249,7 +276,7 @@ def _column_json(column: Column) -> str | dict[str, str]:
 def _with_fingerprint(request: ExportRequest) -> ExportRequest:
     # requested_by does not shape the output: the same export asked for by another
     # person is a replay, not a conflict.
-    shaping = {
+    shaping: dict[str, Any] = {
         "format": request.format.value,
         "columns": [_column_json(c) for c in request.columns],
         "source": _source_json(request.source, with_key=True, normalised=True),
@@ -264,6 +291,9 @@ def _with_fingerprint(request: ExportRequest) -> ExportRequest:
             "max_bad_records": request.options.max_bad_records,
         },
     }
+    if request.options.compression is not Compression.NONE:
+        # Only when set: an uncompressed request keeps the fingerprint it had before.
+        shaping["options"]["compression"] = request.options.compression.value
     digest = hashlib.sha256(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return ExportRequest(
         export_id=request.export_id,
@@ -275,6 +305,11 @@ def _with_fingerprint(request: ExportRequest) -> ExportRequest:
         options=request.options,
         fingerprint=digest,
     )
+
+
+def source_json(source: Source) -> dict[str, Any]:
+    """The source as the request wrote it (its key too)."""
+    return _source_json(source, with_key=True)
 
 
 def _source_json(

@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 
 RECORDS_SETTING = "EXPORT_MAX_RECORDS"
 BYTES_SETTING = "EXPORT_MAX_OUTPUT_BYTES"
+XLSX_MAX_RECORDS = 1_048_575
+"""A worksheet's 1,048,576 rows, less the heading."""
+XLSX_LIMIT = "a worksheet's 1,048,576 rows (one is the heading)"
 
 
-def too_many_records(limit: int) -> TooLarge:
+def too_many_records(limit: int, limited_by: str = RECORDS_SETTING) -> TooLarge:
     """The failure of an export that passed `limit` records."""
-    return TooLarge(f"the export passed {limit:,} records, the limit set by {RECORDS_SETTING}")
+    return TooLarge(f"the export passed {limit:,} records, the limit set by {limited_by}")
 
 
 def check_range_length(length: int, limit: int) -> None:

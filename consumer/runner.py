@@ -9,12 +9,15 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from consumer.csv_pool import RemoteCsvWriter
+import orjson
+
 from consumer.errors import Conflict, ExportError, ExportTimeout, WriteError
-from consumer.events import replayed_result, result_json, utc_timestamp
+from consumer.events import replayed_result, result_json, source_json, utc_timestamp
 from consumer.keyed_locks import KeyedLocks
-from consumer.limits import BoundedSink, check_range_length
+from consumer.lanes import LaneWriter
+from consumer.limits import XLSX_LIMIT, XLSX_MAX_RECORDS, BoundedSink, check_range_length
 from consumer.offloop import finish_despite_cancel, run_off_loop
+from consumer.output_types import OutputType
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
@@ -32,12 +35,13 @@ from consumer.structs import (
     SourceRange,
 )
 from consumer.topic_access import TopicAccess
+from consumer.writers.files import FileInfo, FileSpec
 from consumer.writers.pdf import ReportInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from consumer.csv_pool import CsvWorkerPool
+    from consumer.lanes import LanePool
     from consumer.progress import ProgressSink
     from consumer.render_pool import PdfWorkerPool
     from consumer.runner_core import MessageWriter
@@ -85,13 +89,13 @@ class ExportRunner:
         settings: Settings,
         store: OutputStore,
         pdf_pool: PdfWorkerPool,
-        csv_pool: CsvWorkerPool,
+        lane_pool: LanePool,
         load: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._pdf_pool = pdf_pool
-        self._csv_pool = csv_pool
+        self._lane_pool = lane_pool
         self._load = load or (lambda: 1)
         """Exports this instance has taken on (running or waiting): sizes each fetch."""
         self._locks = KeyedLocks()
@@ -105,7 +109,7 @@ class ExportRunner:
         `on_progress` gets a `running` event at most once a second while records flow.
         """
         started = time.monotonic()
-        tally = Tally(max_records=self._settings.max_records)
+        tally = _tally_for(request, self._settings.max_records)
         progress = ProgressReporter(request, started, on_progress)
         error: ExportError
         try:
@@ -169,7 +173,7 @@ class ExportRunner:
             async with (
                 reader,
                 self._store.stage(
-                    request.export_id, request.format, fingerprint=request.fingerprint
+                    request.export_id, output_type(request), fingerprint=request.fingerprint
                 ) as staged,
             ):
                 # A window's length is known once it is resolved.
@@ -258,7 +262,7 @@ class ExportRunner:
     async def _adopt(self, request: ExportRequest, started: float, tally: Tally) -> ExportResult:
         """The output's maker died before recording its manifest: if the same request made
         it, record it as ours (the records we counted are its records) and replay it."""
-        found = await self._store.unrecorded_output(request.export_id, request.format)
+        found = await self._store.unrecorded_output(request.export_id, output_type(request))
         if found is None or found.fingerprint is None:
             raise WriteError(
                 f"the output of {request.export_id!r} was created by another attempt, "
@@ -283,18 +287,40 @@ class ExportRunner:
         return dataclasses.replace(result, output=output)
 
     def _fetch_bytes(self, request: ExportRequest) -> int:
-        # Large fetches save CSV round trips; a report is drawing-bound, and each fetch
-        # is decoded in this process, so PDF reads the least.
-        if request.format is ExportFormat.CSV:
+        # Large fetches save round trips for the formats written in lanes; a report is
+        # drawing-bound, and each fetch is decoded in this process, so PDF reads the least.
+        if request.format is not ExportFormat.PDF:
             return fetch_bytes_for(self._load())
         return MIN_FETCH_BYTES
 
     def _writer_for(self, request: ExportRequest) -> MessageWriter:
         limits = (request.options.max_bad_records, self._settings.max_batch_bytes)
-        if request.format is ExportFormat.CSV:
-            return RemoteCsvWriter(self._csv_pool, request.columns, request.options, limits)
+        if request.format is not ExportFormat.PDF:
+            return LaneWriter(self._lane_pool, file_spec(request), limits)
         pdf = PdfWriter(self._pdf_pool, request.columns, request.options, report_info(request))
         return DecodingWriter(pdf, limits)
+
+
+def _tally_for(request: ExportRequest, max_records: int) -> Tally:
+    """The export's counts, stopped at `EXPORT_MAX_RECORDS` or a worksheet's rows."""
+    if request.format is ExportFormat.XLSX and max_records > XLSX_MAX_RECORDS:
+        return Tally(max_records=XLSX_MAX_RECORDS, limited_by=XLSX_LIMIT)
+    return Tally(max_records=max_records)
+
+
+def file_spec(request: ExportRequest) -> FileSpec:
+    """What a lane needs to write the request's file."""
+    info = FileInfo(
+        export_id=request.export_id,
+        title=request.title or request.export_id,
+        source=orjson.dumps(source_json(request.source)).decode(),
+    )
+    return FileSpec(request.format, request.columns, request.options, info)
+
+
+def output_type(request: ExportRequest) -> OutputType:
+    """The request's file: its format's, with `.gz` when compressed."""
+    return OutputType.of(request.format, request.options.compression)
 
 
 def _completed(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from consumer.batches import decode_batch
 from consumer.errors import BadRecord
-from consumer.limits import too_many_records
+from consumer.limits import RECORDS_SETTING, too_many_records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -36,13 +36,22 @@ class Tally:
     """Counts kept while an export runs; counting past `max_records` raises `TooLarge`,
     whichever writer counts (every format's records are counted here)."""
 
-    __slots__ = ("_records", "max_records", "skipped")
+    __slots__ = ("_records", "limited_by", "max_records", "skipped")
 
-    def __init__(self, records: int = 0, skipped: int = 0, max_records: int | None = None) -> None:
+    def __init__(
+        self,
+        records: int = 0,
+        skipped: int = 0,
+        max_records: int | None = None,
+        limited_by: str = RECORDS_SETTING,
+    ) -> None:
         self._records = records
         self.skipped = skipped
         self.max_records = max_records
-        """`EXPORT_MAX_RECORDS` in the service; None in a worker, which only reports counts."""
+        """`EXPORT_MAX_RECORDS` (or less, for a workbook) in the service; None in a worker,
+        which only reports counts."""
+        self.limited_by = limited_by
+        """What sets `max_records`, for the failure's message."""
 
     @property
     def records(self) -> int:
@@ -52,7 +61,7 @@ class Tally:
     @records.setter
     def records(self, value: int) -> None:
         if self.max_records is not None and value > self.max_records:
-            raise too_many_records(self.max_records)
+            raise too_many_records(self.max_records, self.limited_by)
         self._records = value
 
 
@@ -89,8 +98,10 @@ def write_messages(
         if batch.bad:
             on_bad(message.offset, batch.problem or "bad record", batch.bad)
         if batch.records:
-            writer.write_records(batch.records)
-            tally.records += len(batch.records)
+            rejected = writer.write_records(batch.records)
+            if rejected is not None:
+                on_bad(message.offset, rejected.problem, rejected.records)
+            tally.records += len(batch.records) - (rejected.records if rejected else 0)
 
 
 class MessageWriter(Protocol):

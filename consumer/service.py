@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, InvalidSessionTimeoutError, KafkaError
 
-from consumer.csv_pool import CsvWorkerPool
 from consumer.errors import InvalidRequest, PoisonMessage, SettingsError, StartupError
 from consumer.events import declared_format, decode_request, parse_envelope
 from consumer.health import HealthServer, Readiness
+from consumer.lanes import LanePool
 from consumer.limiter import ExportLimiter
 from consumer.logs import CURRENT_EXPORT
 from consumer.loop_lag import watch_loop_lag
@@ -69,9 +69,9 @@ class ExportService:
         def exports_taken_on() -> int:
             return self.limiter.running + self.limiter.waiting
 
-        self.csv_pool = CsvWorkerPool(settings.max_in_flight, load=exports_taken_on)
+        self.lane_pool = LanePool(settings.max_in_flight, load=exports_taken_on)
         self.runner = ExportRunner(
-            settings, self.store, self.pdf_pool, self.csv_pool, load=exports_taken_on
+            settings, self.store, self.pdf_pool, self.lane_pool, load=exports_taken_on
         )
         self.metrics_port: int | None = None
         """The bound metrics port, once started (differs from the setting when that is 0)."""
@@ -88,7 +88,7 @@ class ExportService:
         """The service's memory: this process and its PDF and CSV worker processes."""
         return resident_memory_bytes() + sum(
             resident_memory_bytes(pid)
-            for pid in [*self.pdf_pool.worker_pids(), *self.csv_pool.worker_pids()]
+            for pid in [*self.pdf_pool.worker_pids(), *self.lane_pool.worker_pids()]
         )
 
     def request_stop(self) -> None:
@@ -113,7 +113,7 @@ class ExportService:
             )
         async with AsyncExitStack() as stack:
             stack.callback(self.pdf_pool.stop)
-            stack.callback(self.csv_pool.stop)
+            stack.callback(self.lane_pool.stop)
             health = self._health_server()
             health.start()
             stack.callback(health.stop)

@@ -17,6 +17,19 @@ class ExportFormat(StrEnum):
 
     CSV = "csv"
     PDF = "pdf"
+    JSONL = "jsonl"
+    XLSX = "xlsx"
+    PARQUET = "parquet"
+
+
+class Compression(StrEnum):
+    """`options.compression`: for the text formats (csv, jsonl) only."""
+
+    NONE = "none"
+    GZIP = "gzip"
+
+
+COMPRESSIBLE = frozenset({ExportFormat.CSV, ExportFormat.JSONL})
 
 
 class ColumnType(StrEnum):
@@ -128,6 +141,7 @@ class ExportOptions:
     orientation: Orientation = Orientation.AUTO
     max_bad_records: int = 0
     """Bad records that may be skipped before the export fails."""
+    compression: Compression = Compression.NONE
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from consumer.output_types import OutputType
 from consumer.storage.local import LocalStore
 from consumer.structs import ExportFormat
 
@@ -25,11 +26,12 @@ HOLDER = textwrap.dedent(
     from pathlib import Path
     from consumer.storage.local import LocalStore
     from consumer.structs import ExportFormat
+    from consumer.output_types import OutputType
 
     async def main():
         store = LocalStore(Path(sys.argv[1]))
         async with store.claim(sys.argv[2]):
-            staged = store.stage(sys.argv[2], ExportFormat.CSV)
+            staged = store.stage(sys.argv[2], OutputType.of(ExportFormat.CSV))
             staged.write(b"half a file")
             print("claimed", flush=True)
             await asyncio.sleep(3600)
@@ -105,7 +107,7 @@ async def test_start_up_removes_parts_of_dead_processes_only(store: LocalStore):
 
 async def test_parts_of_a_dead_attempt_go_when_the_export_is_claimed_again(store: LocalStore):
     kill(hold(store, "again"))
-    staged_by_us = store.stage("other", ExportFormat.CSV)
+    staged_by_us = store.stage("other", OutputType.of(ExportFormat.CSV))
     async with store.claim("again"):
         await store.remove_parts("again")
     assert [p.name for p in store.root.glob(".*.part")] == [staged_by_us.temp_path.name]

@@ -83,7 +83,7 @@ class TestDecodeRequest:
         ("path", "value", "delete", "field"),
         [
             ("format", None, True, "format"),
-            ("format", "xlsx", False, "format"),
+            ("format", "docx", False, "format"),
             ("columns", None, True, "columns"),
             ("columns", [], False, "columns"),
             ("columns", ["a", "a"], False, "columns[1]"),
@@ -166,6 +166,36 @@ class TestDecodeRequest:
         body = with_change("columns", ["id", "amount", {"field": "id", "label": "Again"}])
         with pytest.raises(InvalidRequest, match=r"^columns\[2\]: .*'id'.*columns\[0\]"):
             decode_request(body)
+
+    @pytest.mark.parametrize("fmt", ["jsonl", "xlsx", "parquet"])
+    def test_keyed_formats_need_distinct_labels(self, fmt):
+        """A label is a key in these formats: two alike are refused, naming both columns;
+        CSV and PDF headings may repeat."""
+        columns = ["id", {"field": "amount", "label": "id"}]
+        body = with_change("columns", columns) | {"format": fmt}
+        with pytest.raises(
+            InvalidRequest, match=rf"^columns\[1\]: label 'id' .*columns\[0\].*{fmt}"
+        ):
+            decode_request(body)
+        assert decode_request(with_change("columns", columns)).labels == ("id", "id")
+
+    @pytest.mark.parametrize("fmt", ["pdf", "xlsx", "parquet"])
+    def test_gzip_is_for_text_formats_only(self, fmt):
+        body = with_change("options.compression", "gzip") | {"format": fmt}
+        with pytest.raises(
+            InvalidRequest, match=rf"^options.compression: gzip applies to csv and jsonl, not {fmt}"
+        ):
+            decode_request(body)
+
+    def test_gzip_changes_the_fingerprint_and_none_keeps_it(self):
+        plain = decode_request(VALID)
+        assert (
+            decode_request(with_change("options.compression", "none")).fingerprint
+            == plain.fingerprint
+        )
+        gz = decode_request(with_change("options.compression", "gzip"))
+        assert gz.options.compression.value == "gzip"
+        assert gz.fingerprint != plain.fingerprint
 
     def test_v1_request_keeps_its_fingerprint(self):
         """A v1 request's fingerprint is what it was before v2, so its stored output stays a

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from consumer.errors import PoisonMessage, WriteError
 from consumer.events import EXPORT_ID_PATTERN, parse_envelope
+from consumer.output_types import OutputType
 from consumer.settings import load_settings
 from consumer.storage.attempts import claim_path
 from consumer.storage.local import LocalStore
@@ -42,7 +43,7 @@ class TestAllowedIdsStayInside:
         """The output, manifest and claim of any allowed id are files directly in the
         output directory (`a..b` included: it is a name, not a step up)."""
         root = local.root.resolve()
-        paths = [local.output_path(export_id, fmt) for fmt in ExportFormat]
+        paths = [local.output_path(export_id, OutputType.of(fmt)) for fmt in ExportFormat]
         paths += [local._manifest_path(export_id), claim_path(local.root, export_id)]
         for path in paths:
             assert path.resolve().parent == root, path
@@ -71,6 +72,6 @@ class TestRefusedIds:
     def test_the_stores_refuse_them_too(self, local, s3, export_id):
         """Should a bad id get past decoding, neither store builds a path or key from it."""
         with pytest.raises(WriteError):
-            local.output_path(export_id, ExportFormat.CSV)
+            local.output_path(export_id, OutputType.of(ExportFormat.CSV))
         with pytest.raises(WriteError):
             s3._meta_key(export_id, ".manifest.json")

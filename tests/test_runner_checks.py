@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.csv_pool import CsvWorkerPool
 from consumer.events import decode_request
+from consumer.lanes import LanePool
 from consumer.render_pool import PdfWorkerPool
 from consumer.runner import ExportRunner
 from consumer.settings import load_settings
@@ -31,7 +31,7 @@ async def runner(tmp_path):
     store = LocalStore(settings.output_dir)
     await store.prepare()
     pdf = PdfWorkerPool(1, find_font(None), settings.pdf_max_pages)
-    csv = CsvWorkerPool(1)
+    csv = LanePool(1)
     yield ExportRunner(settings, store, pdf, csv)
     pdf.stop()
     csv.stop()

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from consumer.errors import WriteError
+from consumer.output_types import OutputType
 from consumer.storage.local import WRITEBACK_BYTES, LocalStore
 from consumer.structs import ExportFormat
 
@@ -22,7 +23,7 @@ async def store(tmp_path):
 class TestStagedFile:
     async def test_output_appears_only_on_commit(self, store):
         """Until commit the output name does not exist; after, it holds every byte."""
-        async with store.stage("inv-1", ExportFormat.CSV) as staged:
+        async with store.stage("inv-1", OutputType.of(ExportFormat.CSV)) as staged:
             staged.write(b"a,b\r\n")
             assert not (store.root / "inv-1.csv").exists()
             assert staged.temp_path.name.startswith(".")
@@ -35,7 +36,7 @@ class TestStagedFile:
         """Past the write-back size (written back while writing), every byte and the
         hash are the file's; a large staged file abandoned mid-way leaves nothing."""
         pieces = [bytes([i]) * (1024 * 1024 + i) for i in range(40)]  # ~40 MB, 2 write-backs
-        async with store.stage("big", ExportFormat.CSV) as staged:
+        async with store.stage("big", OutputType.of(ExportFormat.CSV)) as staged:
             for piece in pieces:
                 staged.write(piece)
             await staged.commit()
@@ -43,7 +44,7 @@ class TestStagedFile:
         assert data == b"".join(pieces)
         assert staged.sha256 == hashlib.sha256(data).hexdigest()
         assert len(data) > 2 * WRITEBACK_BYTES
-        async with store.stage("abandoned", ExportFormat.CSV) as staged:
+        async with store.stage("abandoned", OutputType.of(ExportFormat.CSV)) as staged:
             for piece in pieces:
                 staged.write(piece)
         assert sorted(p.name for p in store.root.iterdir()) == ["big.csv"]
@@ -53,7 +54,7 @@ class TestStagedFile:
         store.root.rmdir()
         store.root.write_bytes(b"not a directory")
         with pytest.raises(WriteError, match="cannot create"):
-            store.stage("inv-3", ExportFormat.CSV)
+            store.stage("inv-3", OutputType.of(ExportFormat.CSV))
 
 
 class TestPaths:
@@ -61,5 +62,5 @@ class TestPaths:
     async def test_ids_cannot_leave_the_directory(self, store, export_id):
         """Ids that are not safe file names are refused before any file is made."""
         with pytest.raises(WriteError):
-            store.stage(export_id, ExportFormat.CSV)
+            store.stage(export_id, OutputType.of(ExportFormat.CSV))
         assert list(store.root.parent.iterdir()) == [store.root]

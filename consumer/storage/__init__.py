@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Protocol, Self
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from consumer.output_types import OutputType
     from consumer.settings import Settings
     from consumer.storage.manifest import Manifest
-    from consumer.structs import ExportFormat
 
 
 class OutputTaken(Exception):
@@ -120,11 +120,13 @@ class OutputStore(Protocol):
     async def remove_parts(self, export_id: str) -> None:
         """Remove what a dead attempt at this export left; call only while holding its claim."""
 
-    def stage(self, export_id: str, fmt: ExportFormat, *, fingerprint: str = "") -> StagedOutput:
-        """A new output `{export_id}.{fmt}`, written as it comes; the store may keep the
+    def stage(self, export_id: str, output: OutputType, *, fingerprint: str = "") -> StagedOutput:
+        """A new output `{export_id}.{ext}`, written as it comes; the store may keep the
         request's `fingerprint` with it."""
 
-    async def unrecorded_output(self, export_id: str, fmt: ExportFormat) -> UnrecordedOutput | None:
+    async def unrecorded_output(
+        self, export_id: str, output: OutputType
+    ) -> UnrecordedOutput | None:
         """The output under this id if it exists without a manifest; None if there is none or
         the store cannot have such (files are replaced, not created only if absent)."""
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Self
 from consumer.errors import StartupError, WriteError
 from consumer.events import EXPORT_ID_PATTERN
 from consumer.offloop import run_off_loop
+from consumer.output_types import EXTENSIONS
 from consumer.settings import env_name
 from consumer.storage.attempts import ExportClaim, claim_path, try_lock
 from consumer.storage.manifest import Manifest, decode_manifest, encode_manifest
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
+    from consumer.output_types import OutputType
     from consumer.storage import DownloadLink, UnrecordedOutput
-    from consumer.structs import ExportFormat
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +226,9 @@ class LocalStore:
         if not EXPORT_ID_PATTERN.fullmatch(export_id):
             raise WriteError(f"export_id {export_id!r} is not a safe file name")
 
-    def output_path(self, export_id: str, fmt: ExportFormat) -> Path:
+    def output_path(self, export_id: str, output: OutputType) -> Path:
         self._check_id(export_id)
-        return self._inside(f"{export_id}.{fmt.value}")
+        return self._inside(f"{export_id}.{output.extension}")
 
     def _manifest_path(self, export_id: str) -> Path:
         self._check_id(export_id)
@@ -236,7 +237,7 @@ class LocalStore:
     async def unrecorded_output(
         self,
         export_id: str,  # noqa: ARG002 - the interface's
-        fmt: ExportFormat,  # noqa: ARG002
+        output: OutputType,  # noqa: ARG002
     ) -> UnrecordedOutput | None:
         """None: a file without a manifest is simply made again and renamed over."""
         return None
@@ -244,13 +245,13 @@ class LocalStore:
     def stage(
         self,
         export_id: str,
-        fmt: ExportFormat,
+        output: OutputType,
         *,
         fingerprint: str = "",  # noqa: ARG002 - the manifest holds it
     ) -> StagedFile:
-        """A hidden temporary file that becomes `{export_id}.{fmt}` on commit."""
-        final = self.output_path(export_id, fmt)
-        temp = self._inside(f".{export_id}.{fmt.value}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        """A hidden temporary file that becomes `{export_id}.{ext}` on commit."""
+        final = self.output_path(export_id, output)
+        temp = self._inside(f".{export_id}.{output.extension}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         return StagedFile(temp, final)
 
     async def manifest(self, export_id: str) -> Manifest | None:
@@ -285,11 +286,14 @@ class LocalStore:
 
 
 def _export_id_of_part(name: str) -> str | None:
-    """`.{id}.{fmt}.{token}.part` or `.{id}.manifest.json.{token}.part` -> id."""
+    """`.{id}.{ext}.{token}.part` or `.{id}.manifest.json.{token}.part` -> id (an id may
+    hold dots, so the extension is matched whole)."""
     if not name.startswith(".") or not name.endswith(TEMP_SUFFIX):
         return None
     staged = name[1 : -len(TEMP_SUFFIX)].rpartition(".")[0]  # drop the token
     if staged.endswith(MANIFEST_SUFFIX):
         return staged[: -len(MANIFEST_SUFFIX)]
-    export_id, dot, _fmt = staged.rpartition(".")
-    return export_id if dot else None
+    for extension in EXTENSIONS:
+        if staged.endswith("." + extension):
+            return staged[: -len(extension) - 1] or None
+    return None

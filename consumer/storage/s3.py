@@ -19,15 +19,14 @@ from consumer.storage.manifest import Manifest, decode_manifest, encode_manifest
 from consumer.storage.s3_attempts import S3Claim
 from consumer.storage.s3_bucket import NOT_FOUND, Bucket, PreconditionFailed, status_of
 from consumer.storage.s3_upload import S3Upload
-from consumer.structs import ExportFormat
 
 if TYPE_CHECKING:
+    from consumer.output_types import OutputType
     from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 META_DIR = ".exports/"
-CONTENT_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.PDF: "application/pdf"}
 ACCESS_DENIED = 403
 FINGERPRINT_META = "export-fingerprint"
 """User metadata on each output: the request that made it, for when its manifest is lost."""
@@ -119,18 +118,20 @@ class S3Store:
         """Nothing to do: a dead attempt's upload may be a live one on another host, and
         uploads older than the export deadline are aborted at start-up."""
 
-    def stage(self, export_id: str, fmt: ExportFormat, *, fingerprint: str = "") -> S3Upload:
+    def stage(self, export_id: str, output: OutputType, *, fingerprint: str = "") -> S3Upload:
         self._meta_key(export_id, "")  # the id check
         return S3Upload(
             self._bucket,
-            self._key(f"{export_id}.{fmt.value}"),
-            CONTENT_TYPES[fmt],
+            self._key(f"{export_id}.{output.extension}"),
+            output.media_type,
             {FINGERPRINT_META: fingerprint} if fingerprint else {},
         )
 
-    async def unrecorded_output(self, export_id: str, fmt: ExportFormat) -> UnrecordedOutput | None:
+    async def unrecorded_output(
+        self, export_id: str, output: OutputType
+    ) -> UnrecordedOutput | None:
         """Read back (streamed, hashed) an output that has no manifest."""
-        name = f"{export_id}.{fmt.value}"
+        name = f"{export_id}.{output.extension}"
         key = self._key(name)
         bucket = self._bucket
         with bucket.guard(f"cannot read {bucket.uri(key)}"):

@@ -20,10 +20,10 @@ async def test_a_killed_csv_worker_fails_its_export_internal_and_the_pool_recove
     async with harness.service() as service:
         await harness.send_request(harness.request("doomed", start, start + 2, source=source))
         async with asyncio.timeout(30):
-            while not service.csv_pool.worker_pids():  # noqa: ASYNC110 - a process, no event
+            while not service.lane_pool.worker_pids():  # noqa: ASYNC110 - a process, no event
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # the first batch is formatted; the export waits for more
-        for pid in service.csv_pool.worker_pids():  # the export's lanes, one per core
+        for pid in service.lane_pool.worker_pids():  # the export's lanes, one per core
             os.kill(pid, 9)
         await harness.write_batches([rows(5, 1)], key="doomed")
         failed = await harness.result("doomed")
@@ -32,7 +32,7 @@ async def test_a_killed_csv_worker_fails_its_export_internal_and_the_pool_recove
         done = await harness.result("after")
     assert failed["status"] == "failed"
     assert failed["error"]["reason"] == "internal"
-    assert "csv-worker process died" in failed["error"]["message"]
+    assert "lane-worker process died" in failed["error"]["message"]
     assert done["status"] == "completed"
     assert output_of(done).read_text().splitlines()[1:] == [
         "0,name 0,0",

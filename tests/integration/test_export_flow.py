@@ -245,7 +245,7 @@ class TestFailures:
             await harness.send_request(
                 {
                     "export_id": "broken",
-                    "format": "xlsx",
+                    "format": "docx",
                     "columns": ["a"],
                     "source": {"topic": "t", "partition": 0, "start_offset": 0, "end_offset": 1},
                 }

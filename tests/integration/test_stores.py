@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from consumer.output_types import OutputType
 from consumer.settings import load_settings
 from consumer.storage import OutputTaken
 from consumer.storage.local import LocalStore
@@ -107,7 +108,7 @@ async def write(staged, data: bytes) -> None:
 class TestStaging:
     async def test_output_appears_only_on_commit(self, subject):
         """Until commit the output is not visible; after, it holds every byte, hashed."""
-        async with subject.store.stage("inv-1", ExportFormat.CSV) as staged:
+        async with subject.store.stage("inv-1", OutputType.of(ExportFormat.CSV)) as staged:
             await write(staged, b"a,b\r\n")
             assert subject.outputs() == []
             await staged.commit()
@@ -123,7 +124,7 @@ class TestStaging:
         that straddle parts and one larger than a part (part buffers are reused)."""
         pieces = [bytes([i]) * (1024 * 1024 + i) for i in range(20)]  # ~20 MB, three parts
         pieces.insert(7, bytes(range(256)) * (PART_BYTES // 256 + 1001))
-        async with subject.store.stage("big", ExportFormat.CSV) as staged:
+        async with subject.store.stage("big", OutputType.of(ExportFormat.CSV)) as staged:
             for piece in pieces:
                 await write(staged, piece)
             await staged.commit()
@@ -136,7 +137,7 @@ class TestStaging:
     async def test_leaving_without_commit_leaves_nothing(self, subject):
         """An output abandoned after more than a part was written leaves no object or file
         and nothing half-made."""
-        async with subject.store.stage("abandoned", ExportFormat.CSV) as staged:
+        async with subject.store.stage("abandoned", OutputType.of(ExportFormat.CSV)) as staged:
             for _ in range(10):
                 await write(staged, b"x" * 1024 * 1024)
             assert subject.unfinished() != []  # it was streaming out
@@ -145,7 +146,7 @@ class TestStaging:
 
     async def test_links_where_the_store_gives_them(self, subject):
         """The object store's link downloads the output; the directory gives none."""
-        async with subject.store.stage("linked", ExportFormat.PDF) as staged:
+        async with subject.store.stage("linked", OutputType.of(ExportFormat.PDF)) as staged:
             await write(staged, b"%PDF-1.4 ...")
             await staged.commit()
         link = await subject.store.download_link("linked.pdf")
@@ -158,7 +159,7 @@ class TestStaging:
 class TestManifest:
     async def test_round_trip_and_missing_output(self, subject):
         """A manifest is found while its output exists, and ignored once it is removed."""
-        async with subject.store.stage("inv-4", ExportFormat.CSV) as staged:
+        async with subject.store.stage("inv-4", OutputType.of(ExportFormat.CSV)) as staged:
             await write(staged, b"x")
             await staged.commit()
         await subject.store.save_manifest(
@@ -174,7 +175,7 @@ class TestManifest:
     async def test_a_new_output_replaces_the_manifest_of_a_removed_one(self, subject):
         """After an output was removed by hand, the export made again records its own."""
         for fingerprint in ("a" * 64, "b" * 64):
-            async with subject.store.stage("redo", ExportFormat.CSV) as staged:
+            async with subject.store.stage("redo", OutputType.of(ExportFormat.CSV)) as staged:
                 await write(staged, b"x")
                 await staged.commit()
             await subject.store.save_manifest(Manifest("redo", fingerprint, "redo.csv", {}))
@@ -204,8 +205,8 @@ async def test_an_s3_output_is_created_only_if_absent(seaweed, bucket):
     subject = s3_subject(seaweed, bucket)
     await subject.store.prepare()
     try:
-        first = subject.store.stage("once", ExportFormat.CSV)
-        second = subject.store.stage("once", ExportFormat.CSV)
+        first = subject.store.stage("once", OutputType.of(ExportFormat.CSV))
+        second = subject.store.stage("once", OutputType.of(ExportFormat.CSV))
         async with first, second:
             for staged in (first, second):
                 await write(staged, b"y" * (PART_BYTES + 10))

@@ -1,10 +1,14 @@
-"""CSV formatting in worker processes, so exports use every core.
+"""Formatting in worker processes (lanes), so exports use every core and never the loop's.
 
-Decoding JSON and formatting rows is the CPU work of a CSV export; in the service's own
-process all exports would share one core. Each export checks out a worker (from a pool
-like the PDF one) and, while the machine has cores no other export needs, more of them:
-its lanes. Each fetch's raw message values go to the lanes in turn, in pieces; a lane
-decodes and formats one piece at a time and sends back its CSV bytes and bad-record
+Decoding JSON and formatting rows is the CPU work of a CSV, JSON Lines, Parquet or
+workbook export; in the service's own process all exports would share one core. Each
+export checks out a worker (from a pool like the PDF one) and, for the formats whose file
+is its pieces end to end (CSV, JSON Lines), while the machine has cores no other export
+needs, more of them: its lanes. With gzip each reply's bytes are one gzip member, and a
+file of members end to end is one gzip file (RFC 1952), so lanes compress in parallel too.
+
+Each fetch's raw message values go to the lanes in turn, in pieces; a lane
+decodes and formats one piece at a time and sends back its bytes and bad-record
 findings, which the service takes in the order the pieces were sent, so the file's rows
 keep the topic's order and the bad-record limit is counted in offset order.
 While a thread waits for a lane the event loop is free, and aiokafka fetches the next
@@ -25,18 +29,17 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consumer.runner_core import Tally, skip_bad, write_messages
-from consumer.structs import as_columns
 from consumer.workers import WorkerPool, error_reply, raise_reply
-from consumer.writers.csv import CsvWriter
+from consumer.writers.files import FileSpec, open_writer
+from consumer.writers.gzip_members import gzip_member
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from multiprocessing.connection import Connection
 
     from consumer.runner_core import SourceMessage
-    from consumer.structs import Column, ExportOptions
     from consumer.workers import Worker
-    from consumer.writers import Sink
+    from consumer.writers import Sink, Writer
 
 MAX_LANES = 4
 """Workers one export may use; more than the cores only adds processes."""
@@ -80,9 +83,10 @@ def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] |
 
 
 def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
-    writer: CsvWriter | None = None
+    writer: Writer | None = None
     sink = io.BytesIO()
     max_batch_bytes = 0
+    gzip = False
     while True:
         try:
             command, *args = conn.recv()
@@ -92,26 +96,31 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
         bad: list[tuple[int, str, int]] = []
         try:
             if command == "begin":
-                columns, options, max_batch_bytes = args
+                spec, max_batch_bytes = args
                 sink = io.BytesIO()
-                writer = CsvWriter(columns, options)
+                writer = open_writer(spec)
+                gzip = spec.gzip
                 writer.begin(sink)
             elif command == "add" and writer is not None:
                 on_bad = functools.partial(_note_bad, bad)
                 _write_piece(writer, args[0], tally, max_batch_bytes, on_bad)
             elif command == "finish" and writer is not None:
                 writer.finish()
+                writer.close()
                 writer = None
             else:
                 return
-            replies.put(("ok", _take(sink), tally.records, bad))
+            data = _take(sink)
+            replies.put(("ok", gzip_member(data) if gzip and data else data, tally.records, bad))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
+            if writer is not None:
+                writer.close()
             writer = None
             replies.put(error_reply(exc, tally.records, bad))
 
 
 def _write_piece(
-    writer: CsvWriter,
+    writer: Writer,
     piece: list[tuple[int, bytes | None]],
     tally: Tally,
     max_batch_bytes: int,
@@ -119,9 +128,10 @@ def _write_piece(
 ) -> None:
     """Each message straight from its JSON text to rows where C takes it; the rest
     decoded, with the bad-record rules, as the service would."""
+    write_json = getattr(writer, "write_json", None)
     for offset, value in piece:
-        if value is not None and len(value) <= max_batch_bytes:
-            records = writer.write_json(value)
+        if write_json is not None and value is not None and len(value) <= max_batch_bytes:
+            records = write_json(value)
             if records is not None:
                 tally.records += records
                 continue
@@ -139,11 +149,11 @@ def _take(sink: io.BytesIO) -> bytes:
     return data
 
 
-class CsvWorkerPool(WorkerPool):
+class LanePool(WorkerPool):
     def __init__(
         self, size: int, cores: int | None = None, load: Callable[[], int] | None = None
     ) -> None:
-        super().__init__(size, _serve, (), "csv-worker")
+        super().__init__(size, _serve, (), "lane-worker")
         self.cores = cores or os.cpu_count() or 1
         self._load = load or (lambda: 1)
         """Exports this instance has taken on (running or waiting for a slot)."""
@@ -153,19 +163,12 @@ class CsvWorkerPool(WorkerPool):
         return max(0, min(self.cores, MAX_LANES) - max(self._load(), 1))
 
 
-class RemoteCsvWriter:
-    """A CSV export's writing, done by its lanes; the service only moves bytes."""
+class LaneWriter:
+    """An export's writing, done by its lanes; the service only moves bytes."""
 
-    def __init__(
-        self,
-        pool: CsvWorkerPool,
-        columns: Sequence[str | Column],
-        options: ExportOptions,
-        limits: tuple[int, int],
-    ) -> None:
+    def __init__(self, pool: LanePool, spec: FileSpec, limits: tuple[int, int]) -> None:
         self._pool = pool
-        self._columns = as_columns(columns)
-        self._options = options
+        self._spec = spec
         self._max_bad_records, self._max_batch_bytes = limits
         self._lanes: list[Worker] = []
         self._pending: deque[Worker] = deque()
@@ -176,15 +179,17 @@ class RemoteCsvWriter:
     def begin(self, sink: Sink, tally: Tally) -> None:
         self._sink = sink
         self._lanes.append(self._pool.checkout())
-        wanted = self._pool.spare_lanes()
+        wanted = self._pool.spare_lanes() if self._spec.splittable else 0
         while wanted > 0 and (extra := self._pool.checkout_below(self._pool.cores)) is not None:
             self._lanes.append(extra)
             wanted -= 1
         # The first lane writes the BOM and the header; the others only rows.
-        rows_only = dataclasses.replace(self._options, header=False, bom=False)
+        spec = self._spec
+        rows_only = dataclasses.replace(
+            spec, options=dataclasses.replace(spec.options, header=False, bom=False)
+        )
         for index, lane in enumerate(self._lanes):
-            options = self._options if index == 0 else rows_only
-            lane.send("begin", self._columns, options, self._max_batch_bytes)
+            lane.send("begin", spec if index == 0 else rows_only, self._max_batch_bytes)
             self._collect(lane, tally)
 
     def write_messages(self, messages: Sequence[SourceMessage], tally: Tally) -> None:

@@ -7,11 +7,12 @@ import io
 import orjson
 import pytest
 
-from consumer.csv_pool import CsvWorkerPool, RawMessage, RemoteCsvWriter
 from consumer.errors import BadRecord
+from consumer.lanes import LanePool, LaneWriter, RawMessage
 from consumer.runner_core import Tally
-from consumer.structs import ExportOptions
+from consumer.structs import ExportFormat, ExportOptions
 from consumer.writers.csv import CsvWriter
+from consumer.writers.files import FileSpec
 from producer_tools.records import COLUMNS, generate
 
 OPTIONS = ExportOptions(bom=True)
@@ -19,7 +20,7 @@ OPTIONS = ExportOptions(bom=True)
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = CsvWorkerPool(size=5, cores=3, load=lambda: 1)  # one export: two idle cores
+    pool = LanePool(size=5, cores=3, load=lambda: 1)  # one export: two idle cores
     yield pool
     pool.stop()
 
@@ -34,13 +35,13 @@ def fetches(count: int, per_fetch: int = 2) -> list[list[RawMessage]]:
 
 
 def export(
-    pool: CsvWorkerPool,
+    pool: LanePool,
     fetched: list[list[RawMessage]],
     max_bad: int = 0,
     tally: Tally | None = None,
 ) -> bytes:
     sink, tally = io.BytesIO(), tally or Tally()
-    writer = RemoteCsvWriter(pool, COLUMNS, OPTIONS, (max_bad, 1 << 20))
+    writer = LaneWriter(pool, FileSpec.of(ExportFormat.CSV, COLUMNS, OPTIONS), (max_bad, 1 << 20))
     try:
         writer.begin(sink, tally)
         for messages in fetched:
@@ -74,7 +75,7 @@ def test_three_lanes_write_the_rows_in_topic_order(pool):
 def test_a_quiet_source_brings_the_tally_up_to_date(pool):
     """An empty fetch (the source is quiet) takes every reply: all records are counted."""
     sink, tally = io.BytesIO(), Tally()
-    writer = RemoteCsvWriter(pool, COLUMNS, OPTIONS, (0, 1 << 20))
+    writer = LaneWriter(pool, FileSpec.of(ExportFormat.CSV, COLUMNS, OPTIONS), (0, 1 << 20))
     try:
         writer.begin(sink, tally)
         for messages in fetches(2):
@@ -101,7 +102,7 @@ def test_bad_records_are_counted_in_offset_order_across_lanes(pool):
 
 def test_no_extra_lanes_while_other_exports_need_the_cores():
     """Three exports taken on, three cores: each export gets one worker."""
-    busy = CsvWorkerPool(size=5, cores=3, load=lambda: 3)
+    busy = LanePool(size=5, cores=3, load=lambda: 3)
     try:
         fetched = fetches(4)
         assert export(busy, fetched) == one_writer(fetched)
