@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import duckdb
 import openpyxl
 import orjson
 import pyarrow.parquet as pq
+import pypdf
 import pytest
 
 from consumer.errors import BadRecord
@@ -247,3 +249,37 @@ class TestXlsx:
         assert tally.skipped == 1
         with pytest.raises(BadRecord, match="offset 101: column 's' holds a string longer"):
             write(pool, ExportFormat.XLSX, ["s"], [b'{"s": "a"}', long])
+
+
+class TestXlsxInLibreOffice:
+    def test_libreoffice_opens_and_renders_the_workbook(self, pool, tmp_path):
+        """LibreOffice (headless) opens the workbook and prints its cells: strings that look
+        like formulas as their text, numbers, the heading; the page renders to an image."""
+        columns: list[str | Column] = ["id", "name", "amount"]
+        messages = [
+            (
+                b'[{"id": 1, "name": "=HYPERLINK(\\"http://x\\",\\"click\\")", "amount": 12.5},'
+                b' {"id": 2, "name": "Zo\\u00eb", "amount": 18446744073709551616}]'
+            )
+        ]
+        book = tmp_path / "book.xlsx"
+        book.write_bytes(write(pool, ExportFormat.XLSX, columns, messages))
+        profile = (tmp_path / "lo-profile").as_uri()
+        subprocess.run(
+            ["soffice", f"-env:UserInstallation={profile}", "--headless", "--convert-to", "pdf",
+             "--outdir", str(tmp_path), str(book)],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        text = pypdf.PdfReader(tmp_path / "book.pdf").pages[0].extract_text()
+        assert '=HYPERLINK("http://x","click")' in text  # text, never evaluated to "click"
+        assert "Zoë" in text
+        assert "12.5" in text
+        assert "18446744073709551616" in text  # text: not 1.84467E+19
+        assert "amount" in text
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(tmp_path / "book.pdf"),
+             str(tmp_path / "page")],
+            check=True, timeout=60,
+        )  # fmt: skip
+        image = next(tmp_path.glob("page*.png")).read_bytes()
+        assert image.startswith(b"\x89PNG")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
 
 from consumer.errors import FailureReason, SettingsError, TooLarge
+from consumer.events import decode_request
 from consumer.limits import BoundedSink, check_range_length
+from consumer.runner import _tally_for
 from consumer.runner_core import Tally
 from consumer.settings import load_settings
+from consumer.structs import ExportFormat
 
 
 class TestTally:
@@ -68,3 +72,27 @@ class TestSettings:
         """Zero is no useful limit: the flag is named."""
         with pytest.raises(SettingsError, match="--" + field.replace("_", "-")):
             load_settings({field: "0"})
+
+
+class TestWorkbookRows:
+    def test_a_workbook_stops_at_a_worksheets_rows(self):
+        """An xlsx export fails `too_large` at its 1,048,576th record (the heading is a
+        row too), naming the sheet's limit; other formats count to EXPORT_MAX_RECORDS."""
+        request = decode_request(
+            {
+                "export_id": "big",
+                "format": "xlsx",
+                "columns": ["a"],
+                "source": {"topic": "t", "partition": 0, "start_offset": 0, "end_offset": 1},
+            }
+        )
+        tally = _tally_for(request, max_records=10_000_000)
+        tally.records = 1_048_575
+        with pytest.raises(TooLarge, match=r"passed 1,048,575 records.*worksheet's 1,048,576 rows"):
+            tally.records += 1
+        csv = dataclasses.replace(request, format=ExportFormat.CSV)
+        tally = _tally_for(csv, max_records=10_000_000)
+        tally.records = 2_000_000
+        small = _tally_for(request, max_records=10)
+        with pytest.raises(TooLarge, match="EXPORT_MAX_RECORDS"):
+            small.records = 11

@@ -19,7 +19,10 @@ def test_without_apt_it_stops_at_once_naming_the_packages(tmp_path):
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
-    packages = ("gcc", "poppler-utils", "prometheus", "openssl", "openjdk-17-jre-headless", "maven")
+    packages = (
+        "gcc", "poppler-utils", "prometheus", "openssl", "openjdk-17-jre-headless", "maven",
+        "kcat", "libreoffice-calc-nogui",
+    )  # fmt: skip
     for package in packages:
         assert f" {package}" in lines[0]
     assert lines[0].startswith("scripts/setup: install these system packages first")
