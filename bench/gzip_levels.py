@@ -46,6 +46,10 @@ def measure(pieces: list[bytes], compress: Callable[[bytes], bytes]) -> tuple[fl
     return best, size
 
 
+def _level(compress: Callable[..., bytes], level: int) -> Callable[[bytes], bytes]:
+    return lambda data: compress(data, level, mtime=0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gzip_levels", description=__doc__)
     parser.add_argument("--records", type=int, default=200_000)
@@ -56,10 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         ("zlib 6", lambda p: gzip.compress(p, 6, mtime=0)),
         ("zlib 1", lambda p: gzip.compress(p, 1, mtime=0)),
     ]
-    candidates += [
-        (f"zlib-ng {n}", lambda p, n=n: gzip_ng.compress(p, n, mtime=0)) for n in (1, 3, 5, 6)
-    ]
-    candidates += [(f"isal {n}", lambda p, n=n: igzip.compress(p, n, mtime=0)) for n in (1, 2, 3)]
+    candidates += [(f"zlib-ng {n}", _level(gzip_ng.compress, n)) for n in (1, 3, 5, 6)]
+    candidates += [(f"isal {n}", _level(igzip.compress, n)) for n in (1, 2, 3)]
     print(f"{len(data) / 1e6:.1f} MB of CSV in {len(pieces)} pieces")
     base_time, base_size = measure(pieces, candidates[0][1])
     for name, compress in candidates:

@@ -51,12 +51,22 @@ class Scenario:
         return now - self.recent, now
 
 
+FORMATS = ("csv", "pdf", "jsonl", "xlsx", "parquet")
+# Typed for the formats that keep types: a date cell in a workbook, a timestamp in Parquet.
+TYPED_COLUMNS: list[Any] = [
+    {"field": c, "label": c, "type": "timestamp"} if c == "created_at" else c for c in COLUMNS
+]
+GZIP = {"compression": "gzip"}
+
 BATCH_SCENARIOS = (
     Scenario("small-csv", 100, "csv"),
     Scenario("medium-csv", 10_000, "csv", request_overrides={"options": {"bom": True}}),
     Scenario("large-csv", 100_000, "csv"),
     Scenario("report-pdf", 2_000, "pdf"),
     Scenario("window-csv", 6_000, "csv", recent=timedelta(hours=24)),
+    Scenario("sheet-xlsx", 10_000, "xlsx", request_overrides={"columns": TYPED_COLUMNS}),
+    Scenario("table-parquet", 100_000, "parquet", request_overrides={"columns": TYPED_COLUMNS}),
+    Scenario("lines-jsonl-gz", 10_000, "jsonl", request_overrides={"options": GZIP}),
     Scenario(
         "invalid-request",
         10,
@@ -79,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--records", type=int, default=1_000, help="records to generate (default 1000)"
     )
     mode.add_argument("--batch", action="store_true", help="run the six demo scenarios instead")
-    parser.add_argument("--format", choices=("csv", "pdf"), default="csv")
+    parser.add_argument("--format", choices=FORMATS, default="csv")
+    parser.add_argument(
+        "--gzip", action="store_true", help="compress the output (csv and jsonl): .csv.gz"
+    )
     parser.add_argument("--export-id", help="default: seed-<random>")
     parser.add_argument("--title", default=None)
     parser.add_argument("--records-topic", default=RECORDS_TOPIC)
@@ -150,11 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"seed-export: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    scenarios = (
-        list(BATCH_SCENARIOS)
-        if args.batch
-        else [Scenario(args.export_id or "seed", args.records, args.format, window=window)]
-    )
+    if args.gzip and args.format not in {"csv", "jsonl"}:
+        print("seed-export: --gzip is for csv and jsonl", file=sys.stderr)
+        return EXIT_USAGE
+    overrides: dict[str, Any] = {"options": GZIP} if args.gzip else {}
+    if args.format in {"xlsx", "parquet"}:
+        overrides["columns"] = TYPED_COLUMNS
+    one = Scenario(
+        args.export_id or "seed", args.records, args.format, request_overrides=overrides,
+        window=window,
+    )  # fmt: skip
+    scenarios = list(BATCH_SCENARIOS) if args.batch else [one]
     try:
         return asyncio.run(_seed_all(settings, args, scenarios))
     except (RuntimeError, TimeoutError) as exc:

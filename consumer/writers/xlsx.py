@@ -57,6 +57,15 @@ _EXPONENT = re.compile("[eE]")
 # XML 1.0 has no place for these; a title is text, so they go.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
+PRINTED = {
+    "landscape": True,
+    "fit_to_pages": (1, 0),  # every column on the page's width, as many pages as it takes
+    "repeat_rows": 0,  # the heading on every printed page
+    "footer": "&CPage &P of &N",
+}
+"""How the sheet prints (and how LibreOffice renders it to PDF)."""
+BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'
+"""A number format that shows a boolean cell as Excel does, in LibreOffice too."""
 _DONE = object()
 _STOP = object()
 
@@ -185,20 +194,38 @@ class XlsxWriter:
     def _start(self) -> None:
         sample, self._sample = self._sample, []
         widths = [_width(label, sample) for label in self._labels]
+        # LibreOffice shows a boolean cell as 1 or 0 unless its format says otherwise.
+        flags = {
+            label: rustpy_xlsxwriter.Format().set_num_format(BOOLEAN_FORMAT)
+            for label in self._labels
+            if _all_booleans(label, sample)
+        }
         title = self._info.title or "Export"
         sheet = _SHEET_NAME_BAD.sub(" ", title)[:31].strip("' ") or "Export"
         self._thread = threading.Thread(
-            target=self._write, args=(sheet, widths, sample), name="xlsx", daemon=True
+            target=self._write, args=(sheet, widths, flags, sample), name="xlsx", daemon=True
         )
         self._thread.start()
 
-    def _write(self, sheet: str, widths: list[float], sample: list[dict[str, Any]]) -> None:
+    def _write(
+        self,
+        sheet: str,
+        widths: list[float],
+        flags: dict[str, rustpy_xlsxwriter.Format],
+        sample: list[dict[str, Any]],
+    ) -> None:
         try:
             (
                 rustpy_xlsxwriter.FastExcel(self._path, columns=self._labels)
                 .format(bold_headers=True, datetime_format="yyyy-mm-dd hh:mm:ss")
                 .freeze(row=1)
-                .sheet(sheet, self._rows(sample), column_widths=widths)
+                .sheet(
+                    sheet,
+                    self._rows(sample),
+                    column_widths=widths,
+                    column_formats=flags or None,
+                    page_setup=PRINTED,
+                )
                 .save()
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the lane's thread
@@ -235,6 +262,11 @@ class XlsxWriter:
         self._thread = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path)  # noqa: PTH108
+
+
+def _all_booleans(label: str, sample: list[dict[str, Any]]) -> bool:
+    values = [row.get(label) for row in sample if row.get(label) is not None]
+    return bool(values) and all(isinstance(v, bool) for v in values)
 
 
 def _width(label: str, sample: list[dict[str, Any]]) -> float:

@@ -51,12 +51,15 @@ def test_dev_demo_runs_the_batch_and_exits_zero(tmp_path):
     assert lines[0].startswith(f"export-consumer dev: broker 127.0.0.1:{broker_port}")
     assert f"metrics http://127.0.0.1:{metrics_port}/metrics" in lines[0]
     verdicts = [line for line in lines if line.endswith("[ok]")]
-    assert len(verdicts) == 6, proc.stdout
+    assert len(verdicts) == 9, proc.stdout
     assert any(v.startswith("invalid-request: failed (invalid_request)") for v in verdicts)
     assert any(v.startswith("report-pdf: completed 2000 records") for v in verdicts)
     assert any(v.startswith("window-csv: completed 6000 records") for v in verdicts)
-    assert len(list((tmp_path / "exports").glob("*.csv"))) == 4
-    assert len(list((tmp_path / "exports").glob("*.pdf"))) == 1
+    assert any(v.startswith("table-parquet: completed 100000 records") for v in verdicts)
+    outputs = tmp_path / "exports"
+    assert len(list(outputs.glob("*.csv"))) == 4
+    for ext in ("pdf", "xlsx", "parquet", "jsonl.gz"):
+        assert len(list(outputs.glob(f"*.{ext}"))) == 1, ext
     _assert_export_logs(proc.stderr, "seed-large-csv-")
     # Everything it started is gone.
     assert not _port_open(broker_port)
