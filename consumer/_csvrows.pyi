@@ -14,3 +14,9 @@ def format_json(
     escape_formulas: bool,
     /,
 ) -> tuple[bytes, int] | None: ...
+def format_jsonl(
+    text: bytes,
+    columns: tuple[str, ...],
+    prefixes: tuple[bytes, ...],
+    /,
+) -> tuple[bytes, int] | None: ...

@@ -1,4 +1,5 @@
-/* The extension's two functions, each in its own file. */
+/* The extension's functions: rows from records (rows.c), rows and lines from text
+ * (json_rows.c). */
 
 #ifndef CSVROWS_H
 #define CSVROWS_H
@@ -7,5 +8,6 @@
 
 PyObject *csv_format_rows(PyObject *self, PyObject *args);
 PyObject *csv_format_json(PyObject *self, PyObject *args);
+PyObject *csv_format_jsonl(PyObject *self, PyObject *args);
 
 #endif

@@ -8,6 +8,8 @@ static PyMethodDef methods[] = {
      "format_rows(records, columns, delimiter, escape_formulas) -> bytes | None"},
     {"format_json", csv_format_json, METH_VARARGS,
      "format_json(text, columns, delimiter, escape_formulas) -> (bytes, int) | None"},
+    {"format_jsonl", csv_format_jsonl, METH_VARARGS,
+     "format_jsonl(text, columns, prefixes) -> (bytes, int) | None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,7 +2,8 @@
  *
  * format_rows(records, columns, delimiter, escape_formulas) -> bytes | None
  *
- * records: a list of dicts; columns: a tuple of str (two or more); delimiter: one ASCII
+ * records: a list of dicts; columns: a tuple of fields (two or more), a dotted one found
+ * as consumer/fields.py finds it; delimiter: one ASCII
  * character. Returns the rows as UTF-8, each ending in CRLF, exactly as the csv module
  * writes the contract's cells (tests/test_csv_writer.py holds it to that byte for byte),
  * or None when a value needs the Python path: a float outside the magnitudes where
@@ -79,6 +80,25 @@ static int put_cell(Buffer *buf, PyObject *value, char delimiter, int escape) {
     return 1;
 }
 
+/* The record's value for a column: under its exact key, else (a dotted field, `parts`
+ * its pieces) by walking nested dicts (consumer/fields.py). NULL when missing or on an
+ * error (then an exception is set). */
+static PyObject *lookup(PyObject *record, PyObject *field, PyObject *parts) {
+    PyObject *value = PyDict_GetItemWithError(record, field);
+    if (value != NULL || PyErr_Occurred() || parts == Py_None) {
+        return value;
+    }
+    PyObject *node = record;
+    Py_ssize_t count = PyList_GET_SIZE(parts);
+    for (Py_ssize_t i = 0; i < count && node != NULL; i++) {
+        if (!PyDict_CheckExact(node)) {
+            return NULL;
+        }
+        node = PyDict_GetItemWithError(node, PyList_GET_ITEM(parts, i));
+    }
+    return node;
+}
+
 PyObject *csv_format_rows(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *records, *columns;
@@ -94,6 +114,27 @@ PyObject *csv_format_rows(PyObject *self, PyObject *args) {
     }
     char delimiter = delimiter_text[0];
     Py_ssize_t width = PyTuple_GET_SIZE(columns);
+    /* Each dotted field's pieces, None for the others. */
+    PyObject *paths = PyTuple_New(width);
+    if (paths == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < width; c++) {
+        PyObject *field = PyTuple_GET_ITEM(columns, c);
+        PyObject *parts = NULL;
+        if (PyUnicode_Check(field) && PyUnicode_FindChar(field, '.', 0, PyUnicode_GET_LENGTH(field), 1) >= 0) {
+            PyObject *dot = PyUnicode_FromString(".");
+            parts = dot == NULL ? NULL : PyUnicode_Split(field, dot, -1);
+            Py_XDECREF(dot);
+            if (parts == NULL) {
+                Py_DECREF(paths);
+                return NULL;
+            }
+        } else {
+            parts = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(paths, c, parts);
+    }
     Buffer buf = {NULL, 0, 0};
     PyObject *result = NULL;
     int status = 0; /* 0 written, 1 the Python path, -1 an error */
@@ -109,7 +150,7 @@ PyObject *csv_format_rows(PyObject *self, PyObject *args) {
                 status = -1;
                 break;
             }
-            PyObject *value = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(columns, c));
+            PyObject *value = lookup(record, PyTuple_GET_ITEM(columns, c), PyTuple_GET_ITEM(paths, c));
             status = value == NULL && PyErr_Occurred() ? -1
                                                         : put_cell(&buf, value, delimiter, escape);
         }
@@ -125,5 +166,6 @@ PyObject *csv_format_rows(PyObject *self, PyObject *args) {
         PyErr_NoMemory(); /* the buffer could not grow */
     }
     PyMem_RawFree(buf.data);
+    Py_DECREF(paths);
     return result;
 }

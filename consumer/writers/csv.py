@@ -53,7 +53,7 @@ class CsvWriter:
             else None
         )
         self._nested = is_nested(fields)
-        """A dotted field: the C formatters read top-level keys only, so Python takes it."""
+        """A dotted field: the Python paths look it up by `consumer.fields`."""
         self._sink: Sink | None = None
 
     def begin(self, sink: Sink) -> None:
@@ -69,8 +69,6 @@ class CsvWriter:
     def write_json(self, text: bytes) -> int | None:
         """A message's records written straight from its JSON text: how many, or None
         when the text is not in the subset C takes (then decode it and use write_records)."""
-        if self._nested:
-            return None
         options = self._options
         written = format_json(text, self._columns, options.delimiter, options.escape_formulas)
         if written is None:
@@ -84,9 +82,6 @@ class CsvWriter:
             self.write_records_by_row(records)
             return
         batch = records if isinstance(records, list) else list(records)
-        if self._nested:
-            self.write_records_by_column(batch)
-            return
         options = self._options
         data = format_rows(batch, self._columns, options.delimiter, options.escape_formulas)
         if data is None:

@@ -33,6 +33,8 @@ BENCHMARKS = [
     (["bench.transport", "--records", "400", "--rounds", "1"], "faster bare consumer"),
     (["bench.connect", "--records", "400", "--rounds", "1"], "service/Connect"),
     (["bench.window", "--records", "4000", "--rounds", "1"], "window/range"),
+    (["bench.formats", "--records", "400", "--rounds", "1"], "csv.gz/csv"),
+    (["bench.gzip_levels", "--records", "2000"], "zlib 6's speed"),
 ]
 
 
