@@ -406,14 +406,21 @@ class BenchKafka:
             },
         )
 
-    async def seed(self, count: int, *, batch_records: int = BATCH_RECORDS) -> SeededRange:
-        """Write `count` generated records in JSON batches under one fresh key."""
+    async def seed(
+        self,
+        count: int,
+        *,
+        batch_records: int = BATCH_RECORDS,
+        shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> SeededRange:
+        """Write `count` generated records (each made over by `shape`, if given) in JSON
+        batches under one fresh key."""
         assert self._producer is not None  # noqa: S101 - inside the context
         key = f"bench-{secrets.token_hex(4)}"
-        batches = [
-            orjson.dumps(generate(min(batch_records, count - start), start_id=start + 1))
-            for start in range(0, count, batch_records)
-        ]
+        batches = []
+        for start in range(0, count, batch_records):
+            records = generate(min(batch_records, count - start), start_id=start + 1)
+            batches.append(orjson.dumps([shape(r) for r in records] if shape else records))
         start, end = await send_batches(
             self._producer, self.records_topic, partition=0, key=key.encode(), batches=batches
         )
@@ -448,14 +455,22 @@ class BenchKafka:
         return SeededWindow(topic, key, since.strftime(stamp), until.strftime(stamp), count)
 
     async def export(
-        self, seeded: SeededRange | SeededWindow, fmt: str, **options: Any
+        self,
+        seeded: SeededRange | SeededWindow,
+        fmt: str,
+        columns: Sequence[Any] = COLUMNS,
+        **options: Any,
     ) -> tuple[float, dict[str, Any]]:
         """Request an export of the range; seconds from publishing to the result, and it."""
-        seconds, results = await self.export_many([seeded], fmt, **options)
+        seconds, results = await self.export_many([seeded], fmt, columns, **options)
         return seconds, results[0]
 
     async def export_many(
-        self, ranges: Sequence[SeededRange | SeededWindow], fmt: str, **options: Any
+        self,
+        ranges: Sequence[SeededRange | SeededWindow],
+        fmt: str,
+        columns: Sequence[Any] = COLUMNS,
+        **options: Any,
     ) -> tuple[float, list[dict[str, Any]]]:
         """Request exports of all ranges at once; seconds until the last result, and them."""
         assert self._producer is not None  # noqa: S101
@@ -469,7 +484,7 @@ class BenchKafka:
             request = {
                 "export_id": export_id,
                 "format": fmt,
-                "columns": list(COLUMNS),
+                "columns": list(columns),
                 "source": seeded.source(),
                 "requested_by": "bench",
                 "title": f"Benchmark {fmt} export of {seeded.count} records",

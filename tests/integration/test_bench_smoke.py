@@ -34,6 +34,7 @@ BENCHMARKS = [
     (["bench.connect", "--records", "400", "--rounds", "1"], "service/Connect"),
     (["bench.window", "--records", "4000", "--rounds", "1"], "window/range"),
     (["bench.formats", "--records", "400", "--rounds", "1"], "csv.gz/csv"),
+    (["bench.nested", "--records", "400", "--rounds", "1"], "nested/flat"),
     (["bench.gzip_levels", "--records", "2000"], "zlib 6's speed"),
 ]
 
