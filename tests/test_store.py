@@ -9,7 +9,7 @@ import pytest
 
 from consumer.errors import WriteError
 from consumer.output_types import OutputType
-from consumer.storage.local import WRITEBACK_BYTES, LocalStore
+from consumer.storage.local import WRITEBACK_BYTES, LocalStore, _export_id_of_part
 from consumer.structs import ExportFormat
 
 
@@ -64,3 +64,21 @@ class TestPaths:
         with pytest.raises(WriteError):
             store.stage(export_id, OutputType.of(ExportFormat.CSV))
         assert list(store.root.parent.iterdir()) == [store.root]
+
+
+@pytest.mark.parametrize(
+    ("name", "export_id"),
+    [
+        (".inv-1.csv.0a1b2c3d.part", "inv-1"),
+        (".inv.2026.csv.gz.0a1b2c3d.part", "inv.2026"),  # dots in the id, two in the extension
+        (".a.jsonl.gz.0a1b2c3d.part", "a"),
+        (".a.xlsx.0a1b2c3d.part", "a"),
+        (".a.parquet.0a1b2c3d.part", "a"),
+        (".a.manifest.json.0a1b2c3d.part", "a"),
+        (".a.docx.0a1b2c3d.part", None),
+        ("a.csv", None),
+    ],
+)
+def test_a_staged_file_names_its_export(name, export_id):
+    """Start-up finds the export of every staged file, whatever its extension."""
+    assert _export_id_of_part(name) == export_id
