@@ -85,7 +85,7 @@ async def _one(
     print(f"{fmt}: warm-up", flush=True)
     await peer()
     await export(kafka, seeded, fmt)
-    peer_s, ours_s, peer_mb, ours_mb = [], [], [], []
+    peer_s, ours_s, peer_mb, ours_mb, ours_pss = [], [], [], [], []
     size = 0
     for round_no in range(1, rounds + 1):
         seconds, peak = await peer()
@@ -95,17 +95,20 @@ async def _one(
         seconds, result = await export(kafka, seeded, fmt)
         ours_s.append(seconds)
         ours_mb.append(tree.peak_rss / MB)
+        ours_pss.append(tree.peak_pss / MB)
         size = result["bytes"]
         print(
             f"{fmt} round {round_no}: peer {peer_s[-1]:.2f} s, peak {peer_mb[-1]:.0f} MB; "
-            f"service {ours_s[-1]:.2f} s, peak {ours_mb[-1]:.0f} MB ({size / MB:.1f} MB file)",
+            f"service {ours_s[-1]:.2f} s, peak {ours_mb[-1]:.0f} MB RSS, "
+            f"{ours_pss[-1]:.0f} MB PSS ({size / MB:.1f} MB file)",
             flush=True,
         )
     peer_t, ours_t = median(peer_s), median(ours_s)
     name = "plain csv" if fmt == "gzip" else "peer"
     return (
         f"{fmt} {seeded.count:,} records, median of {rounds}: {name} {peer_t:.2f} s "
-        f"(peak {max(peer_mb):.0f} MB), service {ours_t:.2f} s (peak {max(ours_mb):.0f} MB, "
+        f"(peak {max(peer_mb):.0f} MB), service {ours_t:.2f} s (peak {max(ours_mb):.0f} MB RSS, "
+        f"{max(ours_pss):.0f} MB PSS, "
         f"{size / MB:.1f} MB file): service/{name.replace(' ', '-')} {ours_t / peer_t:.2f}x, "
         f"{name.replace(' ', '-')}/service {peer_t / ours_t:.2f}x (goal {GOALS[fmt]})"
     )

@@ -29,6 +29,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consumer.runner_core import Tally, skip_bad, write_messages
+from consumer.structs import ExportFormat
 from consumer.workers import WorkerPool, error_reply, raise_reply
 from consumer.writers.files import FileSpec, open_writer
 from consumer.writers.gzip_members import gzip_member
@@ -45,6 +46,8 @@ MAX_LANES = 4
 """Workers one export may use; more than the cores only adds processes."""
 LANE_DEPTH = 2
 """Pieces a lane may hold: the one it formats and the next, so it never waits on us."""
+SEND_BYTES = 4 * 1024 * 1024
+"""A lane sends what it has written once it holds this much, before its reply."""
 PIECE_BYTES = 512 * 1024
 """A fetch goes to the lanes in pieces of about this many bytes of message values: a
 piece's decoded records are what a worker holds at once."""
@@ -82,11 +85,36 @@ def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] |
             return
 
 
+class _ReplySink:
+    """A lane's sink: past `SEND_BYTES` what is written goes to the service at once, as a
+    `more` reply ahead of the command's own, so a file that is written all at the end (a
+    workbook's package) never sits whole in the lane, nor in one message on the pipe."""
+
+    def __init__(
+        self, replies: queue.SimpleQueue[tuple[Any, ...] | None], *, gzip: bool = False
+    ) -> None:
+        self._replies = replies
+        self._gzip = gzip
+        self._buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        self._buffer.write(data)
+        if self._buffer.tell() >= SEND_BYTES:
+            self._replies.put(("more", self.take()))
+        return len(data)
+
+    def take(self) -> bytes:
+        """What was written since the last take (one gzip member of it, with gzip)."""
+        data = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return gzip_member(data) if self._gzip and data else data
+
+
 def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
     writer: Writer | None = None
-    sink = io.BytesIO()
+    sink = _ReplySink(replies)
     max_batch_bytes = 0
-    gzip = False
     while True:
         try:
             command, *args = conn.recv()
@@ -97,9 +125,8 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
         try:
             if command == "begin":
                 spec, max_batch_bytes = args
-                sink = io.BytesIO()
+                sink = _ReplySink(replies, gzip=spec.gzip)
                 writer = open_writer(spec)
-                gzip = spec.gzip
                 writer.begin(sink)
             elif command == "add" and writer is not None:
                 on_bad = functools.partial(_note_bad, bad)
@@ -110,8 +137,7 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
                 writer = None
             else:
                 return
-            data = _take(sink)
-            replies.put(("ok", gzip_member(data) if gzip and data else data, tally.records, bad))
+            replies.put(("ok", sink.take(), tally.records, bad))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             if writer is not None:
                 writer.close()
@@ -140,13 +166,6 @@ def _write_piece(
 
 def _note_bad(bad: list[tuple[int, str, int]], offset: int, problem: str, count: int) -> None:
     bad.append((offset, problem, count))
-
-
-def _take(sink: io.BytesIO) -> bytes:
-    data = sink.getvalue()
-    sink.seek(0)
-    sink.truncate()
-    return data
 
 
 class LanePool(WorkerPool):
@@ -225,7 +244,9 @@ class LaneWriter:
             self._collect(lane, tally)
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
-            self._pool.checkin(lane, reusable=True)
+            # pyarrow stays loaded in a process that imported it (about 95 MB resident):
+            # a lane that wrote Parquet retires, and the next export starts a fresh one.
+            self._pool.checkin(lane, reusable=self._spec.format is not ExportFormat.PARQUET)
 
     def close(self) -> None:
         """An export not finished is abandoned: its lanes are killed, not reused."""
@@ -238,6 +259,9 @@ class LaneWriter:
         if self._sink is None:
             raise RuntimeError("begin() was not called")
         reply: tuple[Any, ...] = lane.receive_reply()
+        while reply[0] == "more":  # bytes ahead of the reply
+            self._sink.write(reply[1])
+            reply = lane.receive_reply()
         *head, records, bad = reply
         tally.records += records
         for offset, problem, count in bad:

@@ -133,7 +133,9 @@ class ParquetFileWriter:
         self._row = row_getter([c.field for c in cols])
         self._types: list[ColumnType | None] = [c.type for c in cols]
         self._info = info
-        self._held: list[list[Any]] = [[] for _ in cols]
+        self._held: list[list[pa.Array | int]] = [[] for _ in cols]
+        """Each column's batches as Arrow arrays (compact, unlike the decoded values), or
+        as a count of nulls while the column's type is not known."""
         self._rows = 0
         self._file: _Position | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -167,9 +169,8 @@ class ParquetFileWriter:
                 kept.append(self._fitted_row(row))
             except Misfit as exc:
                 problems.append(str(exc))
-        for held, values in zip(self._held, zip(*kept, strict=True), strict=False):
-            held.extend(values)
-        self._added(len(kept))
+        if kept:
+            self._hold(list(zip(*kept, strict=True)), len(kept))
         return Rejected(len(problems), problems[0]) if problems else None
 
     def _take_whole(self, columns: list[tuple[Any, ...]], *, exact: bool) -> bool:
@@ -184,10 +185,14 @@ class ParquetFileWriter:
             if column is None:
                 return False
             fitted.append(column)
-        for held, column_values in zip(self._held, fitted, strict=True):
-            held.extend(column_values)
-        self._added(len(columns[0]) if columns else 0)
+        if columns:
+            self._hold(fitted, len(columns[0]))
         return True
+
+    def _hold(self, columns: Sequence[Sequence[Any]], rows: int) -> None:
+        for held, kind, values in zip(self._held, self._types, columns, strict=True):
+            held.append(rows if kind is None else _array(list(values), _ARROW_TYPES[kind]))
+        self._added(rows)
 
     def _type_of(self, index: int, values: Sequence[Any]) -> ColumnType | None:
         """The column's type, taken from its first non-null value if not known yet."""
@@ -226,7 +231,12 @@ class ParquetFileWriter:
                 pa.PythonFile(self._file, mode="w"), schema, compression="zstd"
             )
         schema = self._writer.schema
-        arrays = [_array(values, schema.field(i).type) for i, values in enumerate(self._held)]
+        arrays = [
+            pa.chunked_array(
+                [pa.nulls(c, kind) if isinstance(c, int) else c for c in chunks], type=kind
+            )
+            for chunks, kind in zip(self._held, schema.types, strict=True)
+        ]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
         self._held = [[] for _ in self._held]
         self._rows = 0
