@@ -297,3 +297,15 @@ def test_a_large_workbook_reaches_the_service_in_pieces(pool, tmp_path):
     sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).active
     read = [(r[0].value, r[1].value) for r in sheet.iter_rows(min_row=2)]
     assert read == [(r["n"], r["s"]) for r in rows]
+
+
+def test_an_empty_export_is_a_valid_file_of_each_format(pool, tmp_path):
+    """No records: a Parquet file with its columns and no rows, a workbook with its
+    heading, an empty JSON Lines file."""
+    data = write(pool, ExportFormat.PARQUET, ["a", "b"], [])
+    table = pq.read_table(io.BytesIO(data))
+    assert (table.num_rows, table.column_names) == (0, ["a", "b"])
+    data = write(pool, ExportFormat.XLSX, ["a", "b"], [])
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).active
+    assert [[c.value for c in row] for row in sheet.iter_rows()] == [["a", "b"]]
+    assert write(pool, ExportFormat.JSONL, ["a"], []) == b""

@@ -40,8 +40,11 @@ def fetch_bytes_for(exports: int) -> int:
     return max(MIN_FETCH_BYTES, FETCH_BUDGET_BYTES // max(exports, 1))
 
 
-def source_consumer(settings: Settings, fetch_bytes: int) -> AIOKafkaConsumer:
-    """A group-less consumer whose fetches hold at most `fetch_bytes` of a partition."""
+def source_consumer(
+    settings: Settings, fetch_bytes: int, partition_bytes: int | None = None
+) -> AIOKafkaConsumer:
+    """A group-less consumer whose fetches hold at most `fetch_bytes`, and of one
+    partition at most `partition_bytes` (default: all of it)."""
     return AIOKafkaConsumer(
         **settings.kafka_client_options(),
         group_id=None,
@@ -49,7 +52,7 @@ def source_consumer(settings: Settings, fetch_bytes: int) -> AIOKafkaConsumer:
         auto_offset_reset="none",
         # The most of the partition one fetch holds in memory (Kafka still sends a
         # first batch that is larger whole).
-        max_partition_fetch_bytes=fetch_bytes,
+        max_partition_fetch_bytes=partition_bytes or fetch_bytes,
         fetch_max_bytes=fetch_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )

@@ -64,9 +64,12 @@ class WindowReader:
         self._on_wait = on_wait
         self._scan = settings.window_lookup is WindowLookup.SCAN
         # The export's fetch budget is shared by the partitions read at once: each holds
-        # a fetch in the merge and one more in flight, so memory stays as a range's.
+        # a fetch in the merge and one more in flight, so memory stays as a range's; one
+        # fetch request may still bring the whole budget (the hungry partitions' shares).
         shares = len(window.partitions) if window.partitions is not None else WINDOW_SHARES
-        self._consumer = source_consumer(settings, max(MIN_FETCH_BYTES, fetch_bytes // shares))
+        self._consumer = source_consumer(
+            settings, fetch_bytes, max(MIN_FETCH_BYTES, fetch_bytes // shares)
+        )
         self._started = False
         self.ranges: tuple[PartitionRange, ...] = ()
         """Each partition's resolved offsets, lowest partition first."""

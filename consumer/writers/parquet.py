@@ -231,10 +231,12 @@ class ParquetFileWriter:
                 pa.PythonFile(self._file, mode="w"), schema, compression="zstd"
             )
         schema = self._writer.schema
+        # One contiguous array a column: the writer pages through it faster than through
+        # a thousand small chunks.
         arrays = [
-            pa.chunked_array(
-                [pa.nulls(c, kind) if isinstance(c, int) else c for c in chunks], type=kind
-            )
+            pa.concat_arrays([pa.nulls(c, kind) if isinstance(c, int) else c for c in chunks])
+            if chunks
+            else pa.array([], kind)
             for chunks, kind in zip(self._held, schema.types, strict=True)
         ]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=schema))

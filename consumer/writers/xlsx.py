@@ -233,10 +233,16 @@ class XlsxWriter:
 
     def _rows(self, sample: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from sample
+        written = len(sample)
         while (batch := self._batches.get()) is not _DONE:
             if batch is _STOP:
                 raise _Stopped
+            written += len(batch)
             yield from batch
+        if not written:
+            # The writer takes the heading from the rows: one with no cells writes it
+            # and nothing else.
+            yield dict.fromkeys(self._labels)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
