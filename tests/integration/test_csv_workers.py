@@ -42,3 +42,36 @@ async def test_a_killed_csv_worker_fails_its_export_internal_and_the_pool_recove
     assert sorted(p.name for p in harness.output_dir.iterdir() if not p.name.startswith(".")) == [
         "after.csv"
     ]
+
+
+REPEATED = b'[{"id": 6, "c": {"name": "Cy", "name": "Di"}}, {"id": 7, "c": {"name": "Ed"}, "c.name": null}]'  # noqa: E501
+"""A repeated key (its last value counts) and an exact key that is null."""
+
+
+async def test_dotted_columns_are_found_in_the_workers(harness):
+    """A request naming dotted fields gets, through the CSV workers, what `lookup` finds:
+    the walk, the exact key over it (null too), the last of a repeated key, nothing
+    through an array or null; a message whose found value is an object is decoded
+    instead, in its place."""
+    batches = [
+        [{"id": 1, "c": {"name": "Ada", "city": {"zip": "75001"}}}, {"id": 2, "c.name": "exact"}],
+        [{"id": 3, "c": [{"name": "no"}]}, {"id": 4, "c": None}],
+        [{"id": 5, "c": {"name": {"first": "Bo"}}}],
+        REPEATED,
+    ]
+    start, end = await harness.write_batches(batches)
+    columns = ["id", {"field": "c.name", "label": "name"}, "c.city.zip"]
+    async with harness.service():
+        await harness.send_request(harness.request("dotted", start, end, columns=columns))
+        done = await harness.result("dotted")
+    assert done["status"] == "completed", done
+    assert output_of(done).read_text().splitlines() == [
+        "id,name,c.city.zip",
+        "1,Ada,75001",
+        "2,exact,",
+        "3,,",
+        "4,,",
+        '5,"{""first"":""Bo""}",',
+        "6,Di,",
+        "7,,",
+    ]
