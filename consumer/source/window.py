@@ -64,12 +64,11 @@ class WindowReader:
         self._on_wait = on_wait
         self._scan = settings.window_lookup is WindowLookup.SCAN
         # The export's fetch budget is shared by the partitions read at once: each holds
-        # a fetch in the merge and one more in flight, so memory stays as a range's; one
-        # fetch request may still bring the whole budget (the hungry partitions' shares).
+        # about a share in the merge and one more in flight; one fetch request may still
+        # bring the whole budget (the shares of the partitions fetching).
         shares = len(window.partitions) if window.partitions is not None else WINDOW_SHARES
-        self._consumer = source_consumer(
-            settings, fetch_bytes, max(MIN_FETCH_BYTES, fetch_bytes // shares)
-        )
+        self._share = max(MIN_FETCH_BYTES, fetch_bytes // shares)
+        self._consumer = source_consumer(settings, fetch_bytes, self._share)
         self._started = False
         self.ranges: tuple[PartitionRange, ...] = ()
         """Each partition's resolved offsets, lowest partition first."""
@@ -141,26 +140,34 @@ class WindowReader:
         for p, r in reading.items():
             self._consumer.seek(tps[p], r.start_offset)
         merge: TimestampMerge[Message] = TimestampMerge(sorted(reading))
+        waiting = dict.fromkeys(reading, 0)
+        """Bytes of each partition's messages waiting in the merge."""
         while not merge.done:
             live = [tps[p] for p in sorted(merge.live)]
-            hungry = set(merge.hungry())
-            # A partition with records waiting in the merge fetches no more until they are
-            # taken (each runs ahead by one fetch); every fetch that arrived is taken at
-            # once, because aiokafka sends a node no fetch at all while any of its
-            # partitions' fetched records wait to be taken (up to 100 ms each time).
-            self._consumer.pause(*(tp for tp in live if tp.partition not in hungry))
-            self._consumer.resume(*(tp for tp in live if tp.partition in hungry))
+            # A partition fetches while less than a share of it waits in the merge, so its
+            # next fetch is in flight while the merge takes the last one, and no partition
+            # runs more than a fetch ahead however far apart their timestamps are. Every
+            # fetch that arrived is taken at once, because aiokafka sends a node no fetch
+            # at all while any of its partitions' fetched records wait to be taken.
+            fetching = {p for p in merge.live if waiting[p] < self._share}
+            self._consumer.pause(*(tp for tp in live if tp.partition not in fetching))
+            self._consumer.resume(*(tp for tp in live if tp.partition in fetching))
             try:
                 fetched = await self._consumer.getmany(*live, timeout_ms=POLL_TIMEOUT_MS)
             except KafkaError as exc:
                 raise SourceUnavailable(f"source: reading {topic} failed: {exc}") from exc
             for tp, messages in fetched.items():
-                merge.add(tp.partition, self._in_window(messages, reading[tp.partition]))
+                chosen = self._in_window(messages, reading[tp.partition])
+                waiting[tp.partition] += sum(len(m.value or b"") for m in chosen)
+                merge.add(tp.partition, chosen)
             for tp in live:
-                if tp.partition in hungry or tp in fetched:
+                if tp.partition in fetching or tp in fetched:
                     await self._advance(tp, reading[tp.partition], merge)
+            out = merge.take()
+            for message in out:
+                waiting[message.partition] -= len(message.value or b"")
             # Empty too: the runner hears that the source is quiet.
-            yield merge.take()
+            yield out
 
     def _in_window(self, messages: list[Message], span: PartitionRange) -> list[Message]:
         """The messages of the partition's range whose timestamp (and key) count."""

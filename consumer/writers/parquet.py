@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from consumer.writers import Sink
     from consumer.writers.files import FileInfo
 
-ROW_GROUP_ROWS = 65_536
-"""Records held before a row group is written: about 40 MB of Python values at ten columns."""
+ROW_GROUP_ROWS = 32_768
+"""Records held (as Arrow arrays) before a row group is written: a few MB at ten columns."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _NONE = type(None)
 _ARROW_TYPES = {
