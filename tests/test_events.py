@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import csv
+import io
 from typing import Any
 
 import orjson
@@ -24,6 +26,7 @@ from consumer.structs import (
     Column,
     ColumnType,
     ExportFormat,
+    ExportRequest,
     ExportResult,
     OutputFile,
     PartitionRange,
@@ -31,6 +34,8 @@ from consumer.structs import (
     SourceRange,
     SourceWindow,
 )
+from consumer.writers.cells import cell_text, escape_formula
+from consumer.writers.csv import CsvWriter
 
 VALID: dict[str, Any] = {
     "export_id": "inv-2026-11-0001",
@@ -342,3 +347,45 @@ class TestResultJson:
         assert data["error"] == {"reason": "invalid_request", "message": "columns: is required"}
         assert "format" not in data
         assert list(validator(RESULT_SCHEMA).iter_errors(data)) == []
+
+
+V1_EXAMPLES = [
+    VALID,
+    {k: v for k, v in VALID.items() if k in {"export_id", "format", "columns", "source"}},
+    with_change("options", {"delimiter": ";", "bom": True, "escape_formulas": False}),
+    with_change("format", "pdf"),
+]
+V1_RECORDS = [
+    {"id": 1, "customer": 'Zoë, "the" first', "amount": 12.5},
+    {"id": 2, "customer": "=cmd()", "amount": -3, "customer.x": 1},
+    {"id": 3, "customer": {"name": "nested"}, "extra": True},
+]
+
+
+@pytest.mark.parametrize("body", V1_EXAMPLES)
+def test_every_v1_request_validates_and_writes_the_same_bytes(body):
+    """A v1 request (plain column names) is valid under the v2 schema, keeps its
+    fingerprint when its columns are spelled as v2 objects naming only the field, and its
+    CSV rows are the bytes v1 wrote (the rows pinned before v2 came, in
+    tests/integration/test_export_flow.py, still pass; here the v1 and v2 spellings are
+    held to each other and to the csv module's rows)."""
+    v1 = decode_request(body)
+    v2 = decode_request(body | {"columns": [{"field": c} for c in body["columns"]]})
+    assert v2.fingerprint == v1.fingerprint
+    assert v2.columns == v1.columns
+
+    def written(request: ExportRequest) -> bytes:
+        sink = io.BytesIO()
+        writer = CsvWriter(request.columns, request.options)
+        writer.begin(sink)
+        writer.write_records(V1_RECORDS)
+        return sink.getvalue()
+
+    expected = io.StringIO()
+    options = v1.options
+    rows = [list(v1.fields)] + [[cell_text(r.get(c)) for c in v1.fields] for r in V1_RECORDS]
+    if options.escape_formulas:
+        rows = [[escape_formula(cell) for cell in row] for row in rows]
+    csv.writer(expected, delimiter=options.delimiter, lineterminator="\r\n").writerows(rows)
+    bom = "\ufeff".encode() if options.bom else b""
+    assert written(v1) == written(v2) == bom + expected.getvalue().encode()
