@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from consumer import json_text
 
 
@@ -20,6 +22,20 @@ class DecodedBatch:
     """Records (or the whole message, counted as one) that are not objects."""
     problem: str | None = None
     """What was wrong with the first bad record."""
+
+
+def plain_batch(value: bytes) -> list[dict[str, Any]] | None:
+    """A message's records decoded by orjson (numbers as int or float: for formats that
+    store numbers as numbers), or None when it is not JSON or holds anything but objects,
+    so the exact path (`decode_batch`) decides and names what is wrong."""
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    records = [document] if isinstance(document, dict) else document
+    if not isinstance(records, list) or not all(type(r) is dict for r in records):
+        return None
+    return records
 
 
 def decode_batch(value: bytes | None, max_bytes: int | None = None) -> DecodedBatch:

@@ -236,15 +236,23 @@ def _columns(items: list[str | dict[str, str]]) -> tuple[Column, ...]:
         )
         for item in items
     )
-    first_at: dict[str, int] = {}
-    for index, column in enumerate(columns):
-        earlier = first_at.setdefault(column.field, index)
-        if earlier != index:
-            raise InvalidRequest(
-                f"columns[{index}]: field {column.field!r} is also columns[{earlier}]'s; "
-                "fields must be distinct"
-            )
+    if repeat := _first_repeat([c.field for c in columns]):
+        index, earlier = repeat
+        raise InvalidRequest(
+            f"columns[{index}]: field {columns[index].field!r} is also columns[{earlier}]'s; "
+            "fields must be distinct"
+        )
     return columns
+
+
+def _first_repeat(values: list[str]) -> tuple[int, int] | None:
+    """(index, index of its earlier equal) of the first value that repeats, or None."""
+    first_at: dict[str, int] = {}
+    for index, value in enumerate(values):
+        earlier = first_at.setdefault(value, index)
+        if earlier != index:
+            return index, earlier
+    return None
 
 
 KEYED_FORMATS = frozenset({ExportFormat.JSONL, ExportFormat.XLSX, ExportFormat.PARQUET})
@@ -252,14 +260,12 @@ KEYED_FORMATS = frozenset({ExportFormat.JSONL, ExportFormat.XLSX, ExportFormat.P
 
 
 def _check_distinct_labels(columns: tuple[Column, ...], fmt: ExportFormat) -> None:
-    first_at: dict[str, int] = {}
-    for index, column in enumerate(columns):
-        earlier = first_at.setdefault(column.label, index)
-        if earlier != index:
-            raise InvalidRequest(
-                f"columns[{index}]: label {column.label!r} is also columns[{earlier}]'s; "
-                f"{fmt.value} needs distinct labels"
-            )
+    if repeat := _first_repeat([c.label for c in columns]):
+        index, earlier = repeat
+        raise InvalidRequest(
+            f"columns[{index}]: label {columns[index].label!r} is also columns[{earlier}]'s; "
+            f"{fmt.value} needs distinct labels"
+        )
 
 
 def _column_json(column: Column) -> str | dict[str, str]:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from consumer.batches import plain_batch
 from consumer.fields import row_getter
 from consumer.json_text import JsonNumber, compact_json
 from consumer.structs import ColumnType, as_columns
@@ -83,21 +84,13 @@ def _inferred(value: Any) -> ColumnType:
     return ColumnType.STRING
 
 
-def _is_time(value: Any) -> bool:
-    try:
-        pc.cast(pa.array([value]), _ARROW_TYPES[ColumnType.TIMESTAMP])
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
-
-
 # Whether a value (not null) fits a column of each type as it is.
 _FITS_ONE = {
     ColumnType.STRING: lambda v: isinstance(v, str | dict | list),
     ColumnType.INT64: lambda v: type(v) is int and INT64_MIN <= v <= INT64_MAX,
     ColumnType.DOUBLE: lambda v: type(v) in (int, float) and _finite(v),
     ColumnType.BOOL: lambda v: isinstance(v, bool),
-    ColumnType.TIMESTAMP: lambda v: isinstance(v, str) and _is_time(v),
+    ColumnType.TIMESTAMP: lambda v: isinstance(v, str) and _all_times([v]),
 }
 
 
@@ -147,12 +140,8 @@ class ParquetFileWriter:
         """A message decoded by orjson (its numbers' text does not matter here: they
         become int64 or double either way); None when it is not a plain batch of objects
         or a value does not fit, so the exact path finds the bad records."""
-        try:
-            document = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        records = [document] if isinstance(document, dict) else document
-        if not isinstance(records, list) or not all(type(r) is dict for r in records):
+        records = plain_batch(text)
+        if records is None:
             return None
         columns = list(zip(*map(self._row, records), strict=True)) if records else []
         if records and not self._take_whole(columns, exact=False):

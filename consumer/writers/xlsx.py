@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-import orjson
 import rustpy_xlsxwriter
 
+from consumer.batches import plain_batch
 from consumer.fields import row_getter
 from consumer.json_text import JsonNumber, compact_json
 from consumer.structs import ColumnType, as_columns
@@ -132,12 +132,8 @@ class XlsxWriter:
         holds exactly); None for the exact path otherwise."""
         if _LONG_NUMBER.search(text):
             return None
-        try:
-            document = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        records = [document] if isinstance(document, dict) else document
-        if not isinstance(records, list) or not all(type(r) is dict for r in records):
+        records = plain_batch(text)
+        if records is None:
             return None
         rows, long_cells = self._rows_of(records)
         if long_cells:
