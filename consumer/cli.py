@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         release_large_buffers()
         if command == "run":
             configure_logging(settings.log_level.value, settings.log_format)
+            # `kill -USR1` prints every thread's stack to stderr: a stuck process explains itself.
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
             return asyncio.run(_serve(settings))
         log_file = configure_logging(
             settings.log_level.value,

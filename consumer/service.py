@@ -32,6 +32,8 @@ from consumer.topics import require_topics
 from consumer.writers.pdf_fonts import find_font
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from aiokafka.structs import ConsumerRecord
     from prometheus_client import CollectorRegistry
 
@@ -44,6 +46,8 @@ POLL_TIMEOUT_MS = 200
 MEMORY_SAMPLE_S = 1.0
 BROKER_CHECK_S = 2.0
 BROKER_CHECK_TIMEOUT_S = 5.0
+# Under the usual 30 s a supervisor grants between SIGTERM and SIGKILL, for both steps together.
+SHUTDOWN_STEP_S = 12.0
 
 
 class ExportService:
@@ -123,7 +127,10 @@ class ExportService:
             ):
                 return  # asked to stop before the broker ever answered
             self.readiness.broker_answered()
-            self._publisher = await stack.enter_async_context(ResultPublisher(self.settings))
+            publisher = ResultPublisher(self.settings)
+            await publisher.start()
+            self._publisher = publisher
+            stack.push_async_callback(_bounded_step, "producer.stop", publisher.stop)
             await require_topics(self.settings, self._publisher)
             consumer = AIOKafkaConsumer(
                 **self.settings.kafka_client_options(),
@@ -136,7 +143,7 @@ class ExportService:
                 fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             )
             await consumer.start()
-            stack.push_async_callback(consumer.stop)
+            stack.push_async_callback(_bounded_step, "consumer.stop", consumer.stop)
             await TopicAccess.from_settings(self.settings).warn_unmatched_on(consumer)
             self._consumer = consumer
             consumer.subscribe([self.settings.request_topic], listener=_Rebalance(self))
@@ -414,6 +421,21 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._service.partitions_assigned(assigned)
+
+
+async def _bounded_step(name: str, step: Callable[[], Awaitable[None]]) -> None:
+    """A shutdown step that may wait on the broker: past SHUTDOWN_STEP_S it is given up with
+    a warning, so a broker that stopped answering cannot keep the process from exiting."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await step()
+    except TimeoutError:
+        log.warning(
+            "%s did not finish within %s s at shutdown; going on without it",
+            name,
+            SHUTDOWN_STEP_S,
+            extra={"event": "shutdown_step_abandoned", "step": name},
+        )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -83,7 +83,7 @@ async def test_broker_outage_not_ready_meanwhile_then_reconnects_and_loses_nothi
     assert after_result["status"] == "completed"
     assert after_result["records"] == 7
     # The export that was reading when the broker went is done once, whole, from the start.
-    assert through_result["status"] == "completed", through_result
+    assert through_result["status"] == "completed", str(through_result)
     assert through_result["records"] == 4
     assert through_result["replayed"] is False
     assert len(service.events("output_stored", "through")) == 1  # made once, either way
@@ -145,4 +145,4 @@ async def test_an_export_whose_turn_comes_while_the_broker_is_away_waits_for_it(
         service.stop()
         await harness.stop()
     assert (first["status"], first["error"]["reason"]) == ("failed", "timeout")
-    assert (second["status"], second["records"]) == ("completed", 4), second
+    assert (second["status"], second["records"]) == ("completed", 4), str(second)

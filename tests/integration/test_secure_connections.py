@@ -136,8 +136,7 @@ async def test_an_export_over_a_secure_listener(tmp_path, secure_kafka, protocol
         )  # fmt: skip
         assert seed.returncode == 0, seed.stdout + seed.stderr
     finally:
-        service.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.to_thread(service.communicate, timeout=60)
+        stderr = await asyncio.to_thread(_stop, service)
     assert service.returncode == 0, stderr.decode()[-3000:]
     (output,) = (tmp_path / "exports").glob("*.csv")
     lines = output.read_bytes().split(b"\r\n")
@@ -145,6 +144,20 @@ async def test_an_export_over_a_secure_listener(tmp_path, secure_kafka, protocol
     result = orjson.loads(seed.stdout)
     assert (result["status"], result["records"]) == ("completed", 300)
     assert result["output"]["uri"] == output.as_uri()
+
+
+def _stop(service: subprocess.Popen[bytes]) -> bytes:
+    """SIGTERM and the service's stderr; one that does not exit in time prints its threads'
+    stacks (SIGUSR1) and is killed, so it neither hangs the suite nor outlives the test."""
+    service.send_signal(signal.SIGTERM)
+    try:
+        return service.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        service.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        service.kill()
+        stderr = service.communicate()[1]
+        pytest.fail(f"no exit within 60 s of SIGTERM; its stacks:\n{stderr.decode()[-6000:]}")
 
 
 async def _wait_ready(service: subprocess.Popen[bytes], metrics_port: int) -> None:

@@ -115,7 +115,7 @@ async def test_soak_with_random_kills(harness):
     assert len(expect.completed) > 100
     for export_id, records in expect.completed.items():
         result = results[export_id]
-        assert result["status"] == "completed", result
+        assert result["status"] == "completed", str(result)
         assert result["records"] == records, export_id
         assert output_of(result).stat().st_size == result["bytes"], export_id
     on_disk = sorted(p.stem for p in harness.output_dir.iterdir() if not p.name.startswith("."))
