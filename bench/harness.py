@@ -99,6 +99,12 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[21]) * PAGE_SIZE, cpu
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds one process has used so far (0 when there is none)."""
+    stat = _stat(pid) if pid is not None else None
+    return stat[1] if stat is not None else 0.0
+
+
 def _pss(pid: int) -> int:
     """Proportional set size: resident bytes, shared pages divided among their sharers."""
     try:

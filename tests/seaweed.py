@@ -88,6 +88,10 @@ class SeaweedS3:
                 self.started_in_s = time.monotonic() - started
                 return
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def client(self, **options: Any) -> Any:
         """A synchronous botocore S3 client for checks (what is in the bucket)."""
         return botocore.session.get_session().create_client(
