@@ -5,17 +5,20 @@
     python -m bench.pdf --concurrent 5  # five reports at once: wall time and cores used
 
 The service is timed from publishing the request to receiving its `completed` result,
-through a real broker; the peer renders the same records from memory.
+through a real broker; the peer, in a process of its own, renders the same records from
+memory (its time counts the rendering only).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import asyncio
+import subprocess
+import sys
+
+import orjson
 
 from bench.harness import MB, BenchKafka, ProcessTree, concurrent, median, parse_args, run
-from bench.peers.pdf_platypus import render
-from producer_tools.records import COLUMNS, generate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,30 +30,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def run_peer(records: int) -> tuple[float, float, int]:
+    """The peer in a process of its own: seconds rendering, its peak MB, the PDF's bytes."""
+    command = [sys.executable, "-m", "bench.peers.pdf_platypus", str(records)]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, check=True)
+    report = orjson.loads(done.stdout)
+    return float(report["seconds"]), float(report["peak_mb"]), int(report["bytes"])
+
+
 async def throughput(records: int, rounds: int) -> None:
-    data = generate(records)
     async with BenchKafka() as kafka:
         seeded = await kafka.seed(records)
-        with kafka.service("throughput"):
+        with kafka.service("throughput") as service:
+            assert service.process is not None  # noqa: S101
             print(f"warm-up: peer and service, {records} records", flush=True)
-            render(data, COLUMNS)
+            await run_peer(records)
             await kafka.export(seeded, "pdf")
-            peer_s, service_s = [], []
-            for round_no in range(1, rounds + 1):
-                started = time.perf_counter()
-                size = len(render(data, COLUMNS))
-                peer_s.append(time.perf_counter() - started)
-                seconds, result = await kafka.export(seeded, "pdf")
-                service_s.append(seconds)
-                print(
-                    f"round {round_no}: peer {peer_s[-1]:.2f} s ({size / MB:.1f} MB), "
-                    f"service {seconds:.2f} s ({result['bytes'] / MB:.1f} MB)",
-                    flush=True,
-                )
+            peer_s, service_s, peer_mb, service_mb = [], [], [], []
+            with ProcessTree(service.process.pid) as tree:
+                for round_no in range(1, rounds + 1):
+                    seconds, peak, size = await run_peer(records)
+                    peer_s.append(seconds)
+                    peer_mb.append(peak)
+                    tree.reset_peak()
+                    seconds, result = await kafka.export(seeded, "pdf")
+                    service_s.append(seconds)
+                    service_mb.append(tree.peak_rss / MB)
+                    print(
+                        f"round {round_no}: peer {peer_s[-1]:.2f} s, peak {peak:.0f} MB "
+                        f"({size / MB:.1f} MB); service {seconds:.2f} s, peak "
+                        f"{service_mb[-1]:.0f} MB ({result['bytes'] / MB:.1f} MB)",
+                        flush=True,
+                    )
     peer, ours = median(peer_s), median(service_s)
     print(
         f"PDF {records} records, median of {rounds}: peer {peer:.2f} s "
-        f"({records / peer:,.0f} rec/s), service {ours:.2f} s ({records / ours:,.0f} rec/s), "
+        f"({records / peer:,.0f} rec/s, peak {max(peer_mb):.0f} MB), service {ours:.2f} s "
+        f"({records / ours:,.0f} rec/s, peak {max(service_mb):.0f} MB), "
         f"service/peer {ours / peer:.2f}x"
     )
 

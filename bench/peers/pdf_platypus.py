@@ -8,6 +8,9 @@ make the peer do twice the pages).
 from __future__ import annotations
 
 import io
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportlab.lib import colors
@@ -45,3 +48,29 @@ def render(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
         story += [table, PageBreak()]
     doc.build(story)
     return buffer.getvalue()
+
+
+def main() -> None:
+    """`python -m bench.peers.pdf_platypus N`: render N generated records from memory in this
+    process; prints its seconds, the PDF's bytes and the process's peak resident MB."""
+    import orjson  # noqa: PLC0415 - only the command needs them
+
+    from producer_tools.records import COLUMNS, generate  # noqa: PLC0415
+
+    data = generate(int(sys.argv[1]))
+    started = time.perf_counter()
+    size = len(render(data, COLUMNS))
+    seconds = time.perf_counter() - started
+    # VmHWM: this process's own peak (ru_maxrss carries the parent's over exec).
+    peak_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    )
+    sys.stdout.write(
+        orjson.dumps({"seconds": seconds, "bytes": size, "peak_mb": peak_kb / 1024}).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()
