@@ -82,7 +82,7 @@ def plot(found: dict[str, list[tuple[int, float, float]]], out: Path) -> None:
         ax.grid(visible=True, which="both", alpha=0.3)
         ax.legend()
     time_ax.set_yscale("log")
-    time_ax.set_yticks([0.1, 0.2, 0.5, 1, 2, 5, 10])
+    time_ax.set_yticks([0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
     time_ax.yaxis.set_major_formatter(mpl.ticker.ScalarFormatter())
     time_ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
     memory_ax.set_ylim(bottom=0)

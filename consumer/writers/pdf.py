@@ -9,7 +9,6 @@ m is a form drawn once at the end and referenced from every page.
 from __future__ import annotations
 
 import io
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
+from zlib_ng import zlib_ng
 
 from consumer.errors import InvalidRequest, TooLarge
 from consumer.fields import lookup
@@ -50,6 +50,7 @@ CACHE_LIMIT = 4_000
 """Entries kept in each per-report cache before it is emptied, so memory stays bounded."""
 
 FormatCache = dict[tuple[str, float, int, str], tuple[str, int]]
+OriginCache = dict[tuple[float, float], str]
 
 
 def _compress_last_page(canvas: Canvas) -> None:
@@ -61,7 +62,7 @@ def _compress_last_page(canvas: Canvas) -> None:
     """
     page = canvas._doc.Pages.pages[-1]  # noqa: SLF001 - no public handle on finished pages
     if page.stream:
-        content = zlib.compress(page.stream.encode("utf-8"), 6)
+        content = zlib_ng.compress(page.stream.encode("utf-8"), 6)
         page.Contents = PDFStream(
             PDFDictionary({"Filter": PDFName("FlateDecode")}), content, filters=[]
         )
@@ -82,12 +83,18 @@ class CellText(PDFTextObject):  # type: ignore[misc] # reportlab ships no types
     _fontname: str
     _fontsize: float
 
-    def __init__(self, canvas: Canvas, cache: FormatCache) -> None:
+    def __init__(self, canvas: Canvas, cache: FormatCache, origins: OriginCache) -> None:
         super().__init__(canvas)
         self._cache = cache
+        self._origins = origins
 
     def cell(self, x: float, y: float, text: str) -> None:
-        self._code.append(f"1 0 0 1 {fp_str(x, y)} Tm")
+        # Rows sit at the same heights on every page and most columns start at the same
+        # x, so the few distinct origins are formatted once, not once a cell.
+        origin = self._origins.get((x, y))
+        if origin is None:
+            origin = self._origins[x, y] = f"1 0 0 1 {fp_str(x, y)} Tm"
+        self._code.append(origin)
         key = (self._fontname, self._fontsize, self._curSubset, text)
         hit = self._cache.get(key)
         if hit is None:
@@ -255,6 +262,7 @@ class PdfRenderer:
         self._fitted: dict[tuple[str, int, str], tuple[float, str, float]] = {}
         """(font, column, text) -> (offset in the column, text as shown, size): values repeat."""
         self._formatted: FormatCache = {}
+        self._origins: OriginCache = {}
         self._pages = 0
         self.records = 0
         check_columns_fit(self._columns)
@@ -320,7 +328,7 @@ class PdfRenderer:
             top -= TITLE_BLOCK
         self._draw_grid(canvas, layout, top, len(rows))
         # One text object for the whole table: far fewer operators than one per row.
-        text = CellText(canvas, self._formatted)
+        text = CellText(canvas, self._formatted, self._origins)
         size, row_h = layout.font_size, layout.row_h
         lift = (row_h - size) / 2 + size * 0.22
         text.setFont(BOLD, size)
@@ -338,6 +346,8 @@ class PdfRenderer:
             self._fitted.clear()
         if len(self._formatted) > CACHE_LIMIT:
             self._formatted.clear()
+        if len(self._origins) > CACHE_LIMIT:
+            self._origins.clear()
 
     def _draw_title(self, canvas: Canvas, top: float) -> None:
         info = self._info
@@ -358,13 +368,20 @@ class PdfRenderer:
         canvas.setFillColorRGB(*HEADER_BG)
         canvas.rect(MARGIN, top - row_h, total, row_h, 0, 1)
         canvas.setFillColorRGB(*STRIPE_BG)
+        # One path for all the stripes and one for all the rules: a fill and a stroke a
+        # page rather than one a row.
+        stripes = canvas.beginPath()
         for index in range(2, rows + 1, 2):
-            canvas.rect(MARGIN, top - (index + 1) * row_h, total, row_h, 0, 1)
+            stripes.rect(MARGIN, top - (index + 1) * row_h, total, row_h)
+        canvas.drawPath(stripes, stroke=0, fill=1)
         canvas.setStrokeColorRGB(*RULE)
         canvas.setLineWidth(0.4)
-        for index in range(1, rows + 1):
-            y = top - (index + 1) * row_h
-            canvas.line(MARGIN, y, MARGIN + total, y)
+        canvas.lines(
+            [
+                (MARGIN, y, MARGIN + total, y)
+                for y in (top - (index + 1) * row_h for index in range(1, rows + 1))
+            ]
+        )
 
     def _place_row(
         self, text: CellText, layout: Layout, baseline: float, cells: Sequence[str], font: str
