@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.pdfgen.textobject import PDFTextObject
 
 from consumer.errors import InvalidRequest
 from consumer.structs import Column, ExportOptions, Orientation
@@ -13,12 +17,13 @@ from consumer.writers import pdf_fonts
 from consumer.writers.pdf import (
     ELLIPSIS,
     MIN_FONT,
+    CellText,
     PdfRenderer,
     ReportInfo,
     fit_text,
     plan_layout,
 )
-from consumer.writers.pdf_fonts import REGULAR, find_font, register_fonts
+from consumer.writers.pdf_fonts import BOLD, REGULAR, find_font, register_fonts
 
 INFO = ReportInfo("T", "topic[0]", "2026-11-28 17:00 UTC", "x")
 
@@ -129,3 +134,47 @@ def test_repeated_values_print_the_same_on_every_page():
     pages = _page_texts(renderer.finish())
     assert len(pages) == 3
     assert all(page.count("Ünïcödé ✓ <b>x</b> & Σοφία") == 10 for page in pages)
+
+
+# Printable ASCII with PDF's string delimiters and escape, and characters that make
+# reportlab open a second subset (accented letters, CJK, an emoji), mixed.
+_CELL_TEXT = st.text(
+    alphabet=st.sampled_from([*map(chr, range(32, 127)), "é", "ß", "€", "中", "文", "😀", "\t"]),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(_CELL_TEXT, min_size=1, max_size=30), font=st.sampled_from([REGULAR, BOLD]))
+def test_cell_text_writes_what_reportlab_writes(texts, font):
+    """The plain-ASCII shortcut for cell text gives the very operators (and subset) that
+    reportlab's own encoding gives, in any order of texts and fonts, on one canvas each."""
+    ours_canvas, theirs_canvas = Canvas(io.BytesIO()), Canvas(io.BytesIO())
+    ours = CellText(ours_canvas, {}, {})
+    theirs = PDFTextObject(theirs_canvas)
+    ours.setFont(font, 8)
+    theirs.setFont(font, 8)
+    for text in texts:
+        ours.cell(10, 20, text)
+        theirs.setTextOrigin(10, 20)
+        theirs.textOut(text)
+    ours_ops = [op for op in ours.getCode().split("\n") if not op.endswith("Tm")]
+    theirs_ops = [op for op in theirs.getCode().split("\n") if not op.endswith("Td")]
+    assert ours_ops == theirs_ops
+
+
+def test_cell_text_takes_the_shortcut_for_plain_ascii():
+    """Once the font is set up in the document, plain ASCII never reaches reportlab's
+    per-character encoding (the shortcut is what makes it fast, so it must be taken)."""
+    canvas = Canvas(io.BytesIO())
+    text = CellText(canvas, {}, {})
+    text.setFont(REGULAR, 8)
+    text.cell(0, 0, "warm-up é")  # reportlab sets up the font's subsets in this document
+    text.cell(0, 0, "x")  # back to the first subset
+    calls = []
+    text._formatText = lambda value: calls.append(value) or ""
+    for value in ("12345.67", "a (b) \\ c", "2026-01-01T00:00:00Z"):
+        text.cell(0, 0, value)
+    assert calls == []
+    text.cell(0, 0, "Zoë")
+    assert calls == ["Zoë"]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.rl_accel import fp_str
+from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
@@ -51,6 +52,7 @@ CACHE_LIMIT = 4_000
 
 FormatCache = dict[tuple[str, float, int, str], tuple[str, int]]
 OriginCache = dict[tuple[float, float], str]
+_PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
 
 
 def _compress_last_page(canvas: Canvas) -> None:
@@ -82,11 +84,13 @@ class CellText(PDFTextObject):  # type: ignore[misc] # reportlab ships no types
     _curSubset: int  # noqa: N815 - reportlab's name
     _fontname: str
     _fontsize: float
+    _canvas: Canvas
 
     def __init__(self, canvas: Canvas, cache: FormatCache, origins: OriginCache) -> None:
         super().__init__(canvas)
         self._cache = cache
         self._origins = origins
+        self._ascii: dict[str, bool] = {}
 
     def cell(self, x: float, y: float, text: str) -> None:
         # Rows sit at the same heights on every page and most columns start at the same
@@ -98,9 +102,35 @@ class CellText(PDFTextObject):  # type: ignore[misc] # reportlab ships no types
         key = (self._fontname, self._fontsize, self._curSubset, text)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = (self._formatText(text), self._curSubset)
+            hit = self._cache[key] = self._encode(text)
         self._code.append(hit[0])
         self._curSubset = hit[1]
+
+    def _encode(self, text: str) -> tuple[str, int]:
+        """The text's operators and the subset selected after them.
+
+        Printable ASCII in the first subset, where reportlab gives each of those
+        characters its own code, is the text itself with `\\`, `(` and `)` escaped: most
+        cells (numbers, ids, dates) take this path rather than reportlab's per-character
+        subset walk, and `tests/test_pdf_layout.py` holds it to reportlab's output.
+        """
+        if self._curSubset == 0 and text.isascii() and text.isprintable() and self._ascii_kept():
+            return (f"({text.translate(_PDF_ESCAPES)}) Tj" if text else ""), 0
+        return self._formatText(text), self._curSubset
+
+    def _ascii_kept(self) -> bool:
+        """Whether the current font maps printable ASCII to itself in this document."""
+        kept = self._ascii.get(self._fontname)
+        if kept is None:
+            font = pdfmetrics.getFont(self._fontname)
+            state = getattr(font, "state", {}).get(self._canvas._doc)  # noqa: SLF001
+            if state is None:  # nothing drawn in this font yet: reportlab sets it up
+                return False
+            assignments = state.assignments
+            kept = self._ascii[self._fontname] = all(
+                assignments.get(code) == code for code in range(32, 127)
+            )
+        return kept
 
 
 @dataclass(frozen=True, slots=True)
