@@ -171,8 +171,13 @@ def test_cell_text_takes_the_shortcut_for_plain_ascii():
     text.setFont(REGULAR, 8)
     text.cell(0, 0, "warm-up é")  # reportlab sets up the font's subsets in this document
     text.cell(0, 0, "x")  # back to the first subset
-    calls = []
-    text._formatText = lambda value: calls.append(value) or ""
+    calls: list[str] = []
+
+    def record(value: str) -> str:
+        calls.append(value)
+        return ""
+
+    text._formatText = record
     for value in ("12345.67", "a (b) \\ c", "2026-01-01T00:00:00Z"):
         text.cell(0, 0, value)
     assert calls == []
