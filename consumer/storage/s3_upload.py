@@ -41,6 +41,8 @@ UPLOADS_IN_FLIGHT = 2
 """Parts uploading at once while the next one fills: 85 MB into SeaweedFS took 0.83 s
 with one, 0.56 s with two, 0.64 s with three (/tmp probe of S3Upload alone); memory is
 UPLOADS_IN_FLIGHT + 1 part buffers."""
+ABORT_WAIT_S = 10.0
+"""How long an abort waits for the part uploads under way before cancelling them."""
 
 
 class PartReader(io.RawIOBase):
@@ -235,10 +237,17 @@ class S3Upload:
     async def abort(self) -> None:
         """Abort the multipart upload unless committed; harmless to call again."""
         uploading, self._uploading = self._uploading, deque()
-        if uploading:  # their outcome no longer matters: the upload goes
+        if uploading:
+            # Let parts already sent finish first: a part the store takes after the abort
+            # brings the upload back (SeaweedFS lists it again), and a cancelled first
+            # part may have created an upload whose id never came back. A store that
+            # does not answer is not waited for longer than ABORT_WAIT_S.
+            waits = [asyncio.wrap_future(future) for future in uploading]
+            _, late = await asyncio.wait(waits, timeout=ABORT_WAIT_S)
             for future in uploading:
                 future.cancel()
-            await asyncio.wait([asyncio.wrap_future(future) for future in uploading])
+            if late:
+                await asyncio.wait(late)
         upload_id, self._upload_id = self._upload_id, None
         self._filled = 0
         if upload_id is None or self._committed:
