@@ -101,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(flags, config_file)
         if command == "config":
             return _print_config(settings, flags, config_file)
-        object_store = (settings.output_url or "file://").startswith("s3://")
-        release_large_buffers(object_store=object_store)
+        release_large_buffers(object_store=settings.output_directory is None)
         if command == "run":
             configure_logging(settings.log_level.value, settings.log_format)
             # `kill -USR1` prints every thread's stack to stderr: a stuck process explains itself.

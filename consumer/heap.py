@@ -39,7 +39,7 @@ DIRECTORY_TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 """Free space at the heap's top kept for the next fetch instead of returned."""
 
 
-def release_large_buffers(*, object_store: bool = True) -> bool:
+def release_large_buffers(*, object_store: bool) -> bool:
     """Fix glibc's mmap threshold for this process (see above for the two settings);
     False where the C library is not glibc."""
     if platform.libc_ver()[0] != "glibc":

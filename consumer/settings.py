@@ -205,6 +205,15 @@ class Settings(BaseSettings):
         return ",".join(patterns)
 
     @property
+    def output_directory(self) -> Path | None:
+        """The directory outputs go to; None when they go to object storage."""
+        if self.output_url is None:
+            return self.output_dir
+        if self.output_url.startswith("file://"):
+            return Path(self.output_url.removeprefix("file://"))
+        return None
+
+    @property
     def source_topic_patterns(self) -> tuple[str, ...]:
         """`source_topics` split into its glob patterns."""
         return tuple(self.source_topics.split(","))

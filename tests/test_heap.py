@@ -33,19 +33,21 @@ print(round(resident() - before))
 """
 
 
-def retained_mib(mode: str) -> int:
+def run_probe(program: str, mode: str) -> int:
+    """Run a probe program in a fresh interpreter (the setting is per process): the number
+    it prints."""
     answer = subprocess.run(
-        [sys.executable, "-c", PROGRAM, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", program, mode], capture_output=True, text=True, check=True
     )
     return int(answer.stdout)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 def test_freed_large_buffers_go_back_to_the_system() -> None:
-    """With the service's setting for a bucket, 100 MiB of freed part-sized buffers are no longer
-    resident; with glibc's default most of them stay."""
-    assert retained_mib("default") > 60
-    assert retained_mib("bucket") < 10
+    """With the service's setting for a bucket, 100 MiB of freed part-sized buffers are no
+    longer resident; with glibc's default most of them stay."""
+    assert run_probe(PROGRAM, "default") > 60
+    assert run_probe(PROGRAM, "bucket") < 10
 
 
 # Fetch-sized buffers made and freed one after another, as each fetch does: prints the
@@ -68,17 +70,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def fetch_faults(store: str) -> int:
-    answer = subprocess.run(
-        [sys.executable, "-c", FETCHES, store], capture_output=True, text=True, check=True
-    )
-    return int(answer.stdout)
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 def test_fetch_sized_buffers_are_reused_with_the_local_directory() -> None:
     """50 buffers of 4 MiB, each freed before the next: with the directory's setting they
     come from the heap and fault in once; as mappings (the bucket's setting) they fault
     their 1,024 pages each time."""
-    assert fetch_faults("directory") < 2_000
-    assert fetch_faults("bucket") > 40_000
+    assert run_probe(FETCHES, "directory") < 2_000
+    assert run_probe(FETCHES, "bucket") > 40_000

@@ -30,6 +30,14 @@ class TestSettings:
         assert settings.timeout_s == 300
         assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9400)
 
+    def test_output_directory_or_object_storage(self, monkeypatch):
+        """Unset or `file://`, outputs go to a directory; `s3://`, to no directory."""
+        monkeypatch.delenv("EXPORT_OUTPUT_URL", raising=False)
+        monkeypatch.setenv("EXPORT_OUTPUT_DIR", "/srv/out")
+        assert load_settings().output_directory == Path("/srv/out")
+        assert load_settings({"output_url": "file:///data/x"}).output_directory == Path("/data/x")
+        assert load_settings({"output_url": "s3://bucket/prefix"}).output_directory is None
+
     def test_variables_then_flags(self, monkeypatch):
         """A variable overrides the default; a flag overrides the variable."""
         monkeypatch.setenv("EXPORT_MAX_IN_FLIGHT", "3")

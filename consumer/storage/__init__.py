@@ -7,7 +7,6 @@ and a store knows only where bytes go; any format works with any store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
@@ -144,11 +143,9 @@ def open_store(settings: Settings) -> OutputStore:
     """The store `EXPORT_OUTPUT_URL` names: object storage, or else the output directory."""
     from consumer.storage.local import LocalStore  # noqa: PLC0415 - import loop otherwise
 
-    url = settings.output_url
-    if url is None:
-        return LocalStore(settings.output_dir)
-    if url.startswith("file://"):
-        return LocalStore(Path(url.removeprefix("file://")))
+    directory = settings.output_directory
+    if directory is not None:
+        return LocalStore(directory)
     # Imported only when used: the S3 client costs memory the local store does not need.
     from consumer.storage.s3 import S3Store  # noqa: PLC0415
 

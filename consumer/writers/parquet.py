@@ -270,6 +270,9 @@ def _whole_column(
 
 
 def _all_times(texts: list[str]) -> bool:
+    """Whether every text parses as a timestamp. Arrow's error is the answer, not a
+    failure: a batch with one that does not parse is taken row by row, where that value
+    is a misfit, a bad record at its offset."""
     try:
         pc.cast(pa.array(texts, pa.string()), _ARROW_TYPES[ColumnType.TIMESTAMP])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
