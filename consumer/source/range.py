@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, UnknownError
 
 from consumer.errors import SourceUnavailable
 from consumer.structs import PartitionRange
@@ -15,7 +15,7 @@ from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from types import TracebackType
 
     from aiokafka.structs import ConsumerRecord
@@ -33,6 +33,10 @@ five read 512 KiB to 1 MiB each, so memory stays flat as exports are added."""
 MIN_FETCH_BYTES = 512 * 1024
 RECONNECT_S = 1.0
 """Pause between attempts to reach a broker that was away when an export started."""
+LIST_OFFSETS_TRIES = 5
+LIST_OFFSETS_BACKOFF_S = 0.2
+
+T = TypeVar("T")
 
 
 def fetch_bytes_for(exports: int) -> int:
@@ -69,6 +73,22 @@ async def connect(consumer: AIOKafkaConsumer) -> None:
             await asyncio.sleep(RECONNECT_S)
         else:
             return
+
+
+async def list_offsets(request: Callable[[], Awaitable[T]]) -> T:
+    """A ListOffsets call, asked again a few times when it fails with an error Kafka calls
+    retriable but aiokafka does not know (OFFSET_NOT_AVAILABLE just after a partition's
+    leader is chosen, FENCED or UNKNOWN_LEADER_EPOCH): aiokafka reports those as a final
+    UnknownError, which would fail a fresh topic's export for a moment's state."""
+    for attempt in range(1, LIST_OFFSETS_TRIES + 1):
+        try:
+            return await request()
+        except UnknownError as exc:
+            if attempt == LIST_OFFSETS_TRIES:
+                raise
+            log.debug("ListOffsets failed (%s), asking again", exc)
+            await asyncio.sleep(LIST_OFFSETS_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def require_topic(consumer: AIOKafkaConsumer, topic: str) -> frozenset[int]:
@@ -139,7 +159,8 @@ class SourceReader:
                     f"(it has {len(partitions)})"
                 )
             if src.end_offset > src.start_offset:
-                first = (await self._consumer.beginning_offsets([self._tp]))[self._tp]
+                firsts = await list_offsets(lambda: self._consumer.beginning_offsets([self._tp]))
+                first = firsts[self._tp]
                 if src.start_offset < first:
                     raise SourceUnavailable(
                         f"source.start_offset: {src.start_offset} is before the log's start "

@@ -26,6 +26,7 @@ from consumer.source.range import (
     MIN_FETCH_BYTES,
     POLL_TIMEOUT_MS,
     connect,
+    list_offsets,
     require_topic,
     source_consumer,
 )
@@ -111,12 +112,15 @@ class WindowReader:
     async def _resolve(self, partitions: list[int] | tuple[int, ...]) -> tuple[PartitionRange, ...]:
         topic, window = self._window.topic, self._window
         tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await self._consumer.end_offsets(tps)
+        consumer = self._consumer
+        ends = await list_offsets(lambda: consumer.end_offsets(tps))
         if self._scan:
-            firsts = await self._consumer.beginning_offsets(tps)
+            firsts = await list_offsets(lambda: consumer.beginning_offsets(tps))
             return tuple(PartitionRange(tp.partition, firsts[tp], ends[tp]) for tp in tps)
-        starts = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.since_ms))
-        stops = await self._consumer.offsets_for_times(dict.fromkeys(tps, window.until_ms))
+        since = dict.fromkeys(tps, window.since_ms)
+        until = dict.fromkeys(tps, window.until_ms)
+        starts = await list_offsets(lambda: consumer.offsets_for_times(since))
+        stops = await list_offsets(lambda: consumer.offsets_for_times(until))
         ranges = []
         for tp in tps:
             end = _first_at(stops[tp], window.until_ms, ends[tp])

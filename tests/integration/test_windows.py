@@ -174,5 +174,6 @@ class TestWindowExport:
         async with harness.service(window_lookup="scan"):
             await harness.send_request(window_request("w-9", topic, BASE_MS, BASE_MS + 5000))
             result = await harness.result("w-9")
+        assert result["status"] == "completed", result
         assert output_of(result).read_bytes() == b"id,p\r\na,0\r\nb,1\r\nb2,1\r\nc,0\r\nd,1\r\n"
         assert result["source"]["ranges"][2] == {"partition": 2, "start_offset": 0, "end_offset": 2}
