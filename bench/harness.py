@@ -586,7 +586,7 @@ async def concurrent(fmt: str, count: int, records: int, rounds: int = 3) -> Non
     print(
         f"{count} concurrent {fmt.upper()} exports of {records:,} records, median of {rounds} "
         f"alternating rounds: CPU per record {count} at once / one alone "
-        f"{many_cost / one_cost:.2f}x (goal <= 1.2x)"
+        f"{ratio(many_cost, one_cost)} (goal <= 1.2x)"
     )
     for label, n, wall, cpu in (
         ("one alone", records, one_s, one_cpu),
@@ -594,8 +594,8 @@ async def concurrent(fmt: str, count: int, records: int, rounds: int = 3) -> Non
     ):
         print(
             f"  {label}: {n / wall:,.0f} records per wall-second, "
-            f"{n / cpu.exporter:,.0f} per CPU-second of the service and workers "
-            f"({n / cpu.total:,.0f} counting the broker and requester too); {wall:.2f} s"
+            f"{_rate(n, cpu.exporter)} per CPU-second of the service and workers "
+            f"({_rate(n, cpu.total)} counting the broker and requester too); {wall:.2f} s"
         )
     print(
         f"  wall time {count} at once / one alone {wall_s / one_s:.2f}x; {tree.describe_peaks()}; "
@@ -604,6 +604,15 @@ async def concurrent(fmt: str, count: int, records: int, rounds: int = 3) -> Non
     )
     print(f"  one alone: {one_cpu.describe(one_s)}")
     print(f"  {count} at once: {many_cpu.describe(wall_s)}")
+
+
+def ratio(a: float, b: float) -> str:
+    """`a / b` as a ratio; a tiny run may use less CPU than one clock tick (10 ms) counts."""
+    return f"{a / b:.2f}x" if b > 0 else "n/a (too little CPU time to count)"
+
+
+def _rate(n: float, seconds: float) -> str:
+    return f"{n / seconds:,.0f}" if seconds > 0 else "n/a"
 
 
 def _median_round(rounds: list[tuple[float, CpuUse]]) -> tuple[float, CpuUse]:

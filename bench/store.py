@@ -37,6 +37,7 @@ from bench.harness import (
     cpu_seconds,
     median,
     parse_args,
+    ratio,
     run,
 )
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3
@@ -190,7 +191,7 @@ async def compare(records: int, rounds: int, *, gzip: bool) -> None:
         f"{max(leg.peak_mb for leg in buckets):.0f} MB): bucket/file {bucket / local:.2f}x "
         f"(goal <= 1.3x, peak < 200 MB); the least possible here {floor / local:.2f}x; "
         f"the service's own CPU-s to the bucket / to a file "
-        f"{own_cpu(buckets) / own_cpu(files):.2f}x"
+        f"{ratio(own_cpu(buckets), own_cpu(files))}"
     )
 
 
