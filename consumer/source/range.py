@@ -98,6 +98,11 @@ async def require_topic(consumer: AIOKafkaConsumer, topic: str) -> frozenset[int
     if partitions is None:
         log.info("source topic %r does not exist", topic, extra={"event": "source_missing"})
         raise unavailable(topic)
+    # The client's own metadata learns the topic's leaders now: its first ListOffsets would
+    # otherwise find none, refresh and retry after `retry_backoff_ms` (100 ms, most of a
+    # small export's time). Asked only once the topic is known to exist: a request naming
+    # a topic creates it on brokers that auto-create topics.
+    await consumer._client.add_topic(topic)  # noqa: SLF001 - no public way to wait for it
     return partitions
 
 
