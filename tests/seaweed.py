@@ -27,6 +27,12 @@ START_TIMEOUT_S = 30.0
 STOP_WAIT_S = 5.0
 """A clean stop can take 30 s; the data is a temporary directory, so we kill after this."""
 
+MAX_VOLUMES = 1_000
+"""Volumes the server may make. Each bucket that holds data takes at least one, and the
+size-based default on this disk allowed 31: the session's tests make more buckets than
+that, and past it every write to a new bucket failed with InternalError ("No writable
+volumes and no free volumes left"). Volumes are files that grow as written, not
+preallocated."""
 # Every listener `weed mini` opens, so none falls back to its fixed default port.
 PORT_FLAGS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
@@ -59,6 +65,7 @@ class SeaweedS3:
             weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={identities}",
+            f"-volume.max={MAX_VOLUMES}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
         ]  # fmt: skip
         started = time.monotonic()
