@@ -20,3 +20,12 @@ def format_jsonl(
     prefixes: tuple[bytes, ...],
     /,
 ) -> tuple[bytes, int] | None: ...
+def batch_records(
+    data: bytes,
+    pos: int,
+    start: int,
+    end: int,
+    key: bytes | None,
+    /,
+) -> tuple[list[tuple[int, bytes | None]], int]: ...
+def crc32c(data: bytes, hardware: bool, /) -> int: ...

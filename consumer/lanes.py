@@ -28,6 +28,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from consumer.record_batches import batch_messages
 from consumer.runner_core import Tally, skip_bad, write_messages
 from consumer.structs import ExportFormat
 from consumer.workers import WorkerPool, error_reply, raise_reply
@@ -35,10 +36,12 @@ from consumer.writers.files import FileSpec, open_writer
 from consumer.writers.gzip_members import gzip_member
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from multiprocessing.connection import Connection
 
     from consumer.runner_core import SourceMessage
+    from consumer.source.fetch import FetchedBatches
+    from consumer.structs import SourceRange
     from consumer.workers import Worker
     from consumer.writers import Sink, Writer
 
@@ -131,6 +134,10 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
             elif command == "add" and writer is not None:
                 on_bad = functools.partial(_note_bad, bad)
                 _write_piece(writer, args[0], tally, max_batch_bytes, on_bad)
+            elif command == "batches" and writer is not None:
+                on_bad = functools.partial(_note_bad, bad)
+                messages = batch_messages(*args)
+                _write_piece(writer, messages, tally, max_batch_bytes, on_bad)
             elif command == "finish" and writer is not None:
                 writer.finish()
                 writer.close()
@@ -147,7 +154,7 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
 
 def _write_piece(
     writer: Writer,
-    piece: list[tuple[int, bytes | None]],
+    piece: Iterable[tuple[int, bytes | None]],
     tally: Tally,
     max_batch_bytes: int,
     on_bad: Callable[[int, str, int], None],
@@ -222,18 +229,32 @@ class LaneWriter:
             piece.append((message.offset, message.value))
             size += len(message.value or b"")
             if size >= PIECE_BYTES:
-                self._send(piece, tally)
+                self._send(tally, "add", piece)
                 piece, size = [], 0
         if piece:
-            self._send(piece, tally)
+            self._send(tally, "add", piece)
 
-    def _send(self, piece: list[tuple[int, bytes | None]], tally: Tally) -> None:
+    def write_batches(self, fetched: FetchedBatches, source: SourceRange, tally: Tally) -> None:
+        """A fetch's record batches as the broker sent them: the lanes read the records of
+        `source`'s range and key out of them, a piece of whole batches each."""
+        if not fetched.ends:
+            self.write_messages((), tally)  # the source is quiet
+            return
+        key = source.key.encode() if source.key is not None else None
+        wanted = (source.start_offset, source.end_offset, key)
+        piece_start = 0
+        for end in fetched.ends:
+            if end - piece_start >= PIECE_BYTES or end == fetched.ends[-1]:
+                self._send(tally, "batches", fetched.data[piece_start:end], *wanted)
+                piece_start = end
+
+    def _send(self, tally: Tally, *command: Any) -> None:
         # Lanes in turn, so the oldest reply is always from the lane sent to next.
         while len(self._pending) >= len(self._lanes) * LANE_DEPTH:
             self._collect(self._pending.popleft(), tally)
         lane = self._lanes[self._sent % len(self._lanes)]
         self._sent += 1
-        lane.send("add", piece)
+        lane.send(*command)
         self._pending.append(lane)
 
     def finish(self, tally: Tally) -> None:

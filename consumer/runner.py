@@ -21,7 +21,7 @@ from consumer.output_types import OutputType
 from consumer.progress import ProgressReporter
 from consumer.render_pool import PdfWriter
 from consumer.runner_core import DecodingWriter, Tally
-from consumer.source import MIN_FETCH_BYTES, fetch_bytes_for, reader_for
+from consumer.source import MIN_FETCH_BYTES, SourceReader, fetch_bytes_for, reader_for
 from consumer.storage import OutputTaken
 from consumer.storage.manifest import Manifest
 from consumer.structs import (
@@ -180,9 +180,18 @@ class ExportRunner:
                 check_range_length(reader.read_offsets()[1], self._settings.max_records)
                 sink = BoundedSink(staged, self._settings.max_output_bytes)
                 await run_off_loop(functools.partial(writer.begin, sink, tally))
-                async for messages in reader.batches():
-                    await run_off_loop(functools.partial(writer.write_messages, messages, tally))
-                    await progress.update(tally.records, reader.read_offsets())
+                if isinstance(writer, LaneWriter) and isinstance(reader, SourceReader):
+                    # The lanes read the records out of the fetched batches themselves.
+                    source = reader.source
+                    async for fetched in reader.fetched_batches():
+                        write = functools.partial(writer.write_batches, fetched, source, tally)
+                        await run_off_loop(write)
+                        await progress.update(tally.records, reader.read_offsets())
+                else:
+                    async for messages in reader.batches():
+                        write = functools.partial(writer.write_messages, messages, tally)
+                        await run_off_loop(write)
+                        await progress.update(tally.records, reader.read_offsets())
                 await run_off_loop(functools.partial(writer.finish, tally))
                 # Once the output is being made visible its manifest must follow, even if a
                 # rebalance or the deadline cancels us now: an object in the bucket without

@@ -24,6 +24,7 @@ from consumer.errors import (
     ExportError,
     FailureReason,
     InvalidRequest,
+    SourceUnavailable,
     TooLarge,
     WriteError,
 )
@@ -37,6 +38,7 @@ _ERRORS: dict[str, type[ExportError]] = {
     FailureReason.INVALID_REQUEST.value: InvalidRequest,
     FailureReason.TOO_LARGE.value: TooLarge,
     FailureReason.BAD_RECORD.value: BadRecord,
+    FailureReason.SOURCE_UNAVAILABLE.value: SourceUnavailable,
     FailureReason.WRITE_ERROR.value: WriteError,
 }
 

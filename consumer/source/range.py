@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, UnknownError
 
 from consumer.errors import SourceUnavailable
+from consumer.source.fetch import BatchFetcher, FetchedBatches, whole_batches
 from consumer.structs import PartitionRange
 from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
@@ -119,6 +121,8 @@ class SourceReader:
         self._source = source
         self._tp = TopicPartition(source.topic, source.partition)
         self._consumer = source_consumer(settings, fetch_bytes)
+        self._fetch_bytes = fetch_bytes
+        self._max_wait_ms = settings.fetch_max_wait_ms
         self._started = False
         self.position = source.start_offset
         """The next offset to read; reaches `end_offset` when the range is done."""
@@ -173,6 +177,11 @@ class SourceReader:
             raise SourceUnavailable(f"cannot read the source's metadata: {exc}") from exc
 
     @property
+    def source(self) -> SourceRange:
+        """The range requested."""
+        return self._source
+
+    @property
     def ranges(self) -> tuple[PartitionRange, ...]:
         """What this reader reads: the requested range."""
         src = self._source
@@ -216,3 +225,38 @@ class SourceReader:
             # Empty too: the runner hears that the source is quiet (a poll timed out, or
             # no message matched the key) and can bring its counts up to date.
             yield chosen
+
+    async def fetched_batches(self) -> AsyncIterator[FetchedBatches]:
+        """The range's record batches as the broker sends them, a fetch at a time, for the
+        lanes to read (`consumer.record_batches`): the batches that hold the range, whose
+        records outside it (and of other keys) the reader leaves out. Each fetch is asked
+        for before the last one is handed on, so the broker works meanwhile. An empty one
+        when nothing came for a poll's time: the source is quiet."""
+        src = self._source
+        if src.end_offset <= src.start_offset:
+            return
+        fetcher = BatchFetcher(self._consumer, self._tp, self._fetch_bytes, self._max_wait_ms)
+        pending = asyncio.ensure_future(fetcher.fetch(self.position))
+        quiet_since = time.monotonic()
+        try:
+            while self.position < src.end_offset:
+                data = await pending
+                ends, next_offset = whole_batches(data)
+                if next_offset is None and data:
+                    raise SourceUnavailable(
+                        f"source: the record batch at offset {self.position} of "
+                        f"{src.topic}[{src.partition}] is larger than a fetch "
+                        f"({self._fetch_bytes:,} bytes), and the broker sent part of it",
+                        offset=self.position,
+                    )
+                if next_offset is not None:
+                    self.position = min(max(self.position, next_offset), src.end_offset)
+                if self.position < src.end_offset:
+                    pending = asyncio.ensure_future(fetcher.fetch(self.position))
+                if ends or time.monotonic() - quiet_since >= POLL_TIMEOUT_MS / 1000:
+                    quiet_since = time.monotonic()
+                    yield FetchedBatches(data, ends)
+        finally:
+            # A fetch not waited for is of no interest now (nor its error, if it failed).
+            if not pending.cancel() and not pending.cancelled():
+                pending.exception()

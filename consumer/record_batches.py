@@ -1,0 +1,58 @@
+"""The records of fetched record batches, read in a lane: C for the batches producers
+send by default (message format v2, uncompressed), aiokafka's reader for the rest
+(compressed batches, the older message formats), with the same choice of records."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from consumer import _csvrows
+from consumer.errors import SourceUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+LOG_OVERHEAD = 12
+"""A batch's base offset and length, ahead of the bytes the length counts."""
+
+
+def batch_messages(
+    data: bytes, start: int, end: int, key: bytes | None
+) -> Iterator[tuple[int, bytes | None]]:
+    """(offset, value) of each record in `data` (whole batches) with `start <= offset <
+    end` and the key `key` (any key when None), in offset order. A batch that is corrupt
+    (its CRC does not match) or cut short is `source_unavailable` at its base offset."""
+    pos = 0
+    while pos < len(data):
+        try:
+            records, pos = _csvrows.batch_records(data, pos, start, end, key)
+        except ValueError as exc:
+            problem, offset = exc.args
+            raise SourceUnavailable(f"source: {problem}", offset=offset) from exc
+        yield from records
+        if pos < len(data):
+            size = LOG_OVERHEAD + int.from_bytes(data[pos + 8 : pos + 12], "big")
+            yield from _other_batch(data[pos : pos + size], start, end, key)
+            pos += size
+
+
+def _other_batch(
+    batch: bytes, start: int, end: int, key: bytes | None
+) -> Iterator[tuple[int, bytes | None]]:
+    """One batch that C leaves to aiokafka: it decompresses, and reads the old formats."""
+    from aiokafka.record.memory_records import MemoryRecords  # noqa: PLC0415 - rarely needed
+
+    read = MemoryRecords(batch).next_batch()
+    if read is None:
+        return
+    base = int.from_bytes(batch[:8], "big")
+    if not read.validate_crc():
+        raise SourceUnavailable(
+            f"source: record batch at offset {base}: its CRC does not match its contents (corrupt)",
+            offset=base,
+        )
+    if getattr(read, "is_control_batch", False):
+        return
+    for record in read:
+        if start <= record.offset < end and (key is None or record.key == key):
+            yield record.offset, record.value
