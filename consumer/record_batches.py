@@ -42,17 +42,22 @@ def _other_batch(
     """One batch that C leaves to aiokafka: it decompresses, and reads the old formats."""
     from aiokafka.record.memory_records import MemoryRecords  # noqa: PLC0415 - rarely needed
 
-    read = MemoryRecords(batch).next_batch()
-    if read is None:
-        return
     base = int.from_bytes(batch[:8], "big")
-    if not read.validate_crc():
-        raise SourceUnavailable(
-            f"source: record batch at offset {base}: its CRC does not match its contents (corrupt)",
-            offset=base,
-        )
-    if getattr(read, "is_control_batch", False):
-        return
-    for record in read:
-        if start <= record.offset < end and (key is None or record.key == key):
-            yield record.offset, record.value
+    try:
+        read = MemoryRecords(batch).next_batch()
+        if read is None:
+            return
+        valid = read.validate_crc()
+        control = getattr(read, "is_control_batch", False)  # v2 only
+        records = [(r.offset, r.key, r.value) for r in read] if valid and not control else []
+    except Exception as exc:  # however aiokafka fails on the bytes: they are corrupt
+        raise _corrupt(base, f"aiokafka cannot read it ({exc})") from exc
+    if not valid:
+        raise _corrupt(base, "its CRC does not match its contents (corrupt)")
+    for offset, record_key, value in records:
+        if start <= offset < end and (key is None or record_key == key):
+            yield offset, value
+
+
+def _corrupt(base: int, problem: str) -> SourceUnavailable:
+    return SourceUnavailable(f"source: record batch at offset {base}: {problem}", offset=base)

@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _say_once_when_quiet(config)
     markers = []
     if broker_choice().kind == "embedded":
-        markers.append("needs_delete_records")
+        markers.extend(["needs_delete_records", "needs_transactions"])
     if not kafka_at_hand():
         markers.append("needs_apache_kafka")
     unrunnable = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
