@@ -74,7 +74,7 @@ def reference(
 ) -> list[tuple[int, bytes | None]]:
     """What aiokafka's consumer hands on of the same bytes, with the same choice. (Batch by
     batch: aiokafka's reader takes every batch of a buffer to be in its first one's format.)"""
-    found = []
+    found: list[tuple[int, bytes | None]] = []
     pos = 0
     while pos < len(data):
         size = 12 + struct.unpack_from(">i", data, pos + 8)[0]

@@ -5,6 +5,7 @@ other keys between, and transactions (their markers are no rows)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ def row(n: int) -> dict[str, Any]:
 
 
 async def send_in_batches(
-    bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]], **producer: Any
+    bootstrap: str, topic: str, values: Sequence[tuple[bytes | None, bytes]], **producer: Any
 ) -> list[int]:
     """Each value sent without waiting, so the producer packs them into few batches."""
     async with AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, **producer) as p:
