@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -395,6 +396,8 @@ class BenchKafka:
         if self._producer is not None:
             await self._producer.stop()
         self.broker.stop()
+        # The broker's log and the outputs: gigabytes a run, which filled this VM's disk.
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def idempotence(self) -> bool:
