@@ -4,7 +4,7 @@ send by default (message format v2, uncompressed), aiokafka's reader for the res
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumer import _csvrows
 from consumer.errors import SourceUnavailable
@@ -22,23 +22,37 @@ def batch_messages(
     """(offset, value) of each record in `data` (whole batches) with `start <= offset <
     end` and the key `key` (any key when None), in offset order. A batch that is corrupt
     (its CRC does not match) or cut short is `source_unavailable` at its base offset."""
+    return _records(data, start, end, key, timestamps=False)
+
+
+def stamped_messages(
+    data: bytes, start: int, end: int, key: bytes | None
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """As `batch_messages`, with each record's timestamp: (offset, timestamp, value)."""
+    return _records(data, start, end, key, timestamps=True)
+
+
+def _records(
+    data: bytes, start: int, end: int, key: bytes | None, *, timestamps: bool
+) -> Iterator[Any]:
     pos = 0
     while pos < len(data):
         try:
-            records, pos = _csvrows.batch_records(data, pos, start, end, key)
+            records, pos = _csvrows.batch_records(data, pos, start, end, key, timestamps)
         except ValueError as exc:
             problem, offset = exc.args
             raise SourceUnavailable(f"source: {problem}", offset=offset) from exc
         yield from records
         if pos < len(data):
             size = LOG_OVERHEAD + int.from_bytes(data[pos + 8 : pos + 12], "big")
-            yield from _other_batch(data[pos : pos + size], start, end, key)
+            for offset, timestamp, value in _other_batch(data[pos : pos + size], start, end, key):
+                yield (offset, timestamp, value) if timestamps else (offset, value)
             pos += size
 
 
 def _other_batch(
     batch: bytes, start: int, end: int, key: bytes | None
-) -> Iterator[tuple[int, bytes | None]]:
+) -> Iterator[tuple[int, int, bytes | None]]:
     """One batch that C leaves to aiokafka: it decompresses, and reads the old formats."""
     from aiokafka.record.memory_records import MemoryRecords  # noqa: PLC0415 - rarely needed
 
@@ -49,14 +63,16 @@ def _other_batch(
             return
         valid = read.validate_crc()
         control = getattr(read, "is_control_batch", False)  # v2 only
-        records = [(r.offset, r.key, r.value) for r in read] if valid and not control else []
+        records = (
+            [(r.offset, r.timestamp, r.key, r.value) for r in read] if valid and not control else []
+        )
     except Exception as exc:  # however aiokafka fails on the bytes: they are corrupt
         raise _corrupt(base, f"aiokafka cannot read it ({exc})") from exc
     if not valid:
         raise _corrupt(base, "its CRC does not match its contents (corrupt)")
-    for offset, record_key, value in records:
+    for offset, timestamp, record_key, value in records:
         if start <= offset < end and (key is None or record_key == key):
-            yield offset, value
+            yield offset, timestamp, value
 
 
 def _corrupt(base: int, problem: str) -> SourceUnavailable:

@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 
 from consumer import _csvrows
 from consumer.errors import SourceUnavailable
-from consumer.record_batches import batch_messages
+from consumer.record_batches import batch_messages, stamped_messages
 from consumer.source.fetch import whole_batches
 
 GZIP = 1
 CONTROL = 0x20
+LOG_APPEND_TIME = 0x08
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Batch:
     compression: int = 0
     control: bool = False
     legacy: bool = False
+    log_append_time: bool = False
 
     @property
     def next_offset(self) -> int:
@@ -62,19 +64,23 @@ def encode(batch: Batch) -> bytes:
         builder.append(delta, timestamp=1_000 + delta, key=key, value=value, headers=[("h", b"v")])
     data = bytearray(builder.build())
     struct.pack_into(">q", data, 0, batch.base)
+    attributes = struct.unpack_from(">h", data, 21)[0]
     if batch.control:
-        attributes = struct.unpack_from(">h", data, 21)[0] | CONTROL
-        struct.pack_into(">h", data, 21, attributes)
-        struct.pack_into(">I", data, 17, reference_crc32c(bytes(data[21:])))
+        attributes |= CONTROL
+    if batch.log_append_time:  # the broker's time, once for the batch
+        attributes |= LOG_APPEND_TIME
+        struct.pack_into(">q", data, 35, 1_700_000_000_000 + batch.base)
+    struct.pack_into(">h", data, 21, attributes)
+    struct.pack_into(">I", data, 17, reference_crc32c(bytes(data[21:])))
     return bytes(data)
 
 
 def reference(
-    data: bytes, start: int, end: int, key: bytes | None
-) -> list[tuple[int, bytes | None]]:
+    data: bytes, start: int, end: int, key: bytes | None, *, timestamps: bool = False
+) -> list[tuple[int, bytes | None] | tuple[int, int, bytes | None]]:
     """What aiokafka's consumer hands on of the same bytes, with the same choice. (Batch by
     batch: aiokafka's reader takes every batch of a buffer to be in its first one's format.)"""
-    found: list[tuple[int, bytes | None]] = []
+    found: list[tuple[int, bytes | None] | tuple[int, int, bytes | None]] = []
     pos = 0
     while pos < len(data):
         size = 12 + struct.unpack_from(">i", data, pos + 8)[0]
@@ -85,7 +91,9 @@ def reference(
         if getattr(batch, "is_control_batch", False):
             continue
         found.extend(
-            (record.offset, record.value)
+            (record.offset, record.timestamp, record.value)
+            if timestamps
+            else (record.offset, record.value)
             for record in batch
             if start <= record.offset < end and (key is None or record.key == key)
         )
@@ -102,7 +110,8 @@ def batches(draw: st.DrawFn) -> list[Batch]:
     made = []
     base = draw(st.integers(0, 2**40))
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["plain", "plain", "gzip", "control", "legacy"]))
+        kinds = ["plain", "plain", "gzip", "control", "legacy", "log_append_time"]
+        kind = draw(st.sampled_from(kinds))
         records = draw(RECORDS)
         if kind == "control":
             records = [(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00")]
@@ -112,6 +121,7 @@ def batches(draw: st.DrawFn) -> list[Batch]:
             compression=GZIP if kind == "gzip" else 0,
             control=kind == "control",
             legacy=kind == "legacy",
+            log_append_time=kind == "log_append_time",
         )
         made.append(batch)
         base = batch.next_offset + draw(st.integers(0, 3))  # compaction leaves gaps
@@ -127,6 +137,8 @@ def test_the_records_are_those_aiokafka_reads(made: list[Batch], data: st.DataOb
     end = data.draw(st.integers(start, last + 2))
     key = data.draw(KEYS)
     assert list(batch_messages(raw, start, end, key)) == reference(raw, start, end, key)
+    stamped = reference(raw, start, end, key, timestamps=True)
+    assert list(stamped_messages(raw, start, end, key)) == stamped
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,10 +2,11 @@
  * returned and finds each record's offset and value itself, so the service never builds
  * a Python object per record (aiokafka's consumer did: most of the service's CPU time).
  *
- * batch_records(data, pos, start, end, key) -> (list[tuple[int, bytes | None]], int)
+ * batch_records(data, pos, start, end, key, timestamps) -> (list[tuple], int)
  *
  * Reads the batches of `data` from byte `pos` on, each CRC-checked (CRC-32C, as Kafka
- * does), and returns (offset, value) of each record with start <= offset < end whose key
+ * does), and returns (offset, value), or with `timestamps` (offset, timestamp, value), of
+ * each record with start <= offset < end whose key
  * is `key` (any key when None), in offset order, and where it stopped: the end of `data`,
  * or a batch it leaves to aiokafka's reader (compressed, or an older message format),
  * which the caller reads and then calls again past it. Control batches (transaction
@@ -27,6 +28,7 @@
 #define HEADER 61        /* a v2 batch's header, up to its first record */
 #define CRC_FROM 21      /* the CRC covers the batch from its attributes to its end */
 #define COMPRESSION 0x07 /* attribute bits */
+#define LOG_APPEND_TIME 0x08
 #define CONTROL 0x20
 
 static uint32_t crc_table[8][256];
@@ -97,6 +99,9 @@ static int32_t be32(const uint8_t *p) {
     return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
 }
 
+/* Corrupt input must not overflow a signed sum (undefined behaviour): it wraps. */
+static int64_t wrapping_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+
 /* A zigzag varint of at most `max_bytes` bytes; -1 when it runs past `end` or is too long. */
 static int read_varint(const uint8_t **p, const uint8_t *end, int max_bytes, int64_t *out) {
     uint64_t raw = 0;
@@ -127,8 +132,10 @@ static PyObject *batch_error(int64_t base, const char *what) {
 /* Appends the batch's wanted records to `out`; 0, or -1 with an exception set. */
 static int read_records(const uint8_t *batch, const uint8_t *batch_end, int64_t base,
                         long long start, long long end, const char *key, Py_ssize_t key_len,
-                        PyObject *out) {
+                        int timestamps, PyObject *out) {
     int32_t count = be32(batch + 57);
+    int attributes = batch[21] << 8 | batch[22];
+    int64_t base_timestamp = be64(batch + 27), max_timestamp = be64(batch + 35);
     const uint8_t *p = batch + HEADER;
     for (int32_t i = 0; i < count; i++) {
         int64_t length, timestamp_delta, offset_delta, field_len;
@@ -146,7 +153,7 @@ static int read_records(const uint8_t *batch, const uint8_t *batch_end, int64_t 
             batch_error(base, "a record's fields run past its length");
             return -1;
         }
-        int64_t offset = base + offset_delta;
+        int64_t offset = wrapping_add(base, offset_delta);
         int wanted = offset >= start && offset < end;
         if (key != NULL)
             wanted = wanted && field_len == key_len && memcmp(p, key, (size_t)key_len) == 0;
@@ -157,10 +164,18 @@ static int read_records(const uint8_t *batch, const uint8_t *batch_end, int64_t 
             return -1;
         }
         if (wanted) {
-            PyObject *item = field_len < 0
-                                 ? Py_BuildValue("(LO)", (long long)offset, Py_None)
-                                 : Py_BuildValue("(Ly#)", (long long)offset, (const char *)p,
-                                                 (Py_ssize_t)field_len);
+            PyObject *value = field_len < 0 ? Py_NewRef(Py_None)
+                                            : PyBytes_FromStringAndSize((const char *)p,
+                                                                        (Py_ssize_t)field_len);
+            /* Under LogAppendTime the broker's time, kept once for the batch, is every
+             * record's (as aiokafka reads it). */
+            long long timestamp = (attributes & LOG_APPEND_TIME)
+                                      ? (long long)max_timestamp
+                                      : (long long)wrapping_add(base_timestamp, timestamp_delta);
+            PyObject *item = value == NULL ? NULL
+                             : timestamps  ? Py_BuildValue("(LLN)", (long long)offset, timestamp,
+                                                           value)
+                                           : Py_BuildValue("(LN)", (long long)offset, value);
             if (item == NULL || PyList_Append(out, item) < 0) {
                 Py_XDECREF(item);
                 return -1;
@@ -178,7 +193,9 @@ PyObject *kafka_batch_records(PyObject *self, PyObject *args) {
     Py_ssize_t pos;
     long long start, end;
     PyObject *key_obj;
-    if (!PyArg_ParseTuple(args, "y*nLLO:batch_records", &data, &pos, &start, &end, &key_obj))
+    int timestamps;
+    if (!PyArg_ParseTuple(args, "y*nLLOp:batch_records", &data, &pos, &start, &end, &key_obj,
+                          &timestamps))
         return NULL;
     const char *key = NULL;
     Py_ssize_t key_len = 0;
@@ -231,7 +248,7 @@ PyObject *kafka_batch_records(PyObject *self, PyObject *args) {
             goto fail;
         }
         if (!(attributes & CONTROL) &&
-            read_records(batch, batch_end, base, start, end, key, key_len, records) < 0)
+            read_records(batch, batch_end, base, start, end, key, key_len, timestamps, records) < 0)
             goto fail;
         pos += LOG_OVERHEAD + length;
     }

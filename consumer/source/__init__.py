@@ -10,11 +10,10 @@ from consumer.source.window import WindowReader
 from consumer.structs import SourceRange
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from types import TracebackType
 
-    from aiokafka.structs import ConsumerRecord
-
+    from consumer.runner_core import SourceMessage
     from consumer.settings import Settings
     from consumer.structs import PartitionRange, Source
 
@@ -36,7 +35,7 @@ class Reader(Protocol):
 
     def read_offsets(self) -> tuple[int, int]: ...
 
-    def batches(self) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]: ...
+    def batches(self) -> AsyncIterator[Sequence[SourceMessage]]: ...
 
     async def __aenter__(self) -> Self: ...
 
