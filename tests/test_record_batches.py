@@ -19,7 +19,7 @@ from consumer.errors import SourceUnavailable
 from consumer.record_batches import batch_messages, stamped_messages
 from consumer.source.fetch import whole_batches
 
-GZIP = 1
+GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
 CONTROL = 0x20
 LOG_APPEND_TIME = 0x08
 
@@ -110,7 +110,7 @@ def batches(draw: st.DrawFn) -> list[Batch]:
     made = []
     base = draw(st.integers(0, 2**40))
     for _ in range(draw(st.integers(1, 6))):
-        kinds = ["plain", "plain", "gzip", "control", "legacy", "log_append_time"]
+        kinds = ["plain", "plain", "compressed", "control", "legacy", "log_append_time"]
         kind = draw(st.sampled_from(kinds))
         records = draw(RECORDS)
         if kind == "control":
@@ -118,7 +118,9 @@ def batches(draw: st.DrawFn) -> list[Batch]:
         batch = Batch(
             base,
             records,
-            compression=GZIP if kind == "gzip" else 0,
+            compression=draw(st.sampled_from([GZIP, SNAPPY, LZ4, ZSTD]))
+            if kind == "compressed"
+            else 0,
             control=kind == "control",
             legacy=kind == "legacy",
             log_append_time=kind == "log_append_time",
@@ -190,7 +192,7 @@ def test_the_offset_after_a_v2_batch_is_its_last_offset_plus_one_even_when_compa
     assert whole_batches(bytes(batch)) == ((len(batch),), 110)
 
 
-@pytest.mark.parametrize("compression", [0, GZIP])
+@pytest.mark.parametrize("compression", [0, GZIP, SNAPPY, LZ4, ZSTD])
 def test_a_corrupt_batch_is_source_unavailable_at_its_offset(compression: int) -> None:
     good = encode(Batch(40, [(None, b'{"id": 1}')]))
     records: list[tuple[bytes | None, bytes | None]] = [(None, b'{"id": 2}'), (None, b"{}")]

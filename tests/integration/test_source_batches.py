@@ -28,7 +28,7 @@ async def send_in_batches(
         return [(await f).offset for f in futures]
 
 
-@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("compression", [None, "gzip", "snappy", "lz4", "zstd"])
 async def test_a_range_inside_batches_of_many_records_and_keys(harness, compression) -> None:
     values = [(b"a" if n % 3 else b"b", orjson.dumps(row(n))) for n in range(400)]
     offsets = await send_in_batches(
