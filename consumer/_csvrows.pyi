@@ -21,7 +21,7 @@ def format_jsonl(
     /,
 ) -> tuple[bytes, int] | None: ...
 def batch_records(
-    data: bytes,
+    data: bytes | memoryview,
     pos: int,
     start: int,
     end: int,

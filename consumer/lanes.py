@@ -28,6 +28,8 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from consumer import lane_slots
+from consumer.lane_slots import LaneMemory
 from consumer.record_batches import batch_messages
 from consumer.runner_core import Tally, skip_bad, write_messages
 from consumer.structs import ExportFormat
@@ -100,7 +102,7 @@ class _ReplySink:
         self._gzip = gzip
         self._buffer = io.BytesIO()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._buffer.write(data)
         if self._buffer.tell() >= SEND_BYTES:
             self._replies.put(("more", self.take()))
@@ -118,11 +120,17 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
     writer: Writer | None = None
     sink = _ReplySink(replies)
     max_batch_bytes = 0
+    memory: LaneMemory | None = None
     while True:
         try:
             command, *args = conn.recv()
         except EOFError:
             return
+        if command == "memory":  # shared with the service from now on; no reply
+            if memory is not None:
+                memory.close()
+            memory = LaneMemory.receive(conn, args[0])
+            continue
         tally = Tally()
         bad: list[tuple[int, str, int]] = []
         try:
@@ -131,12 +139,9 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
                 sink = _ReplySink(replies, gzip=spec.gzip)
                 writer = open_writer(spec)
                 writer.begin(sink)
-            elif command == "add" and writer is not None:
+            elif command in {"add", "batches"} and writer is not None:
                 on_bad = functools.partial(_note_bad, bad)
-                _write_piece(writer, args[0], tally, max_batch_bytes, on_bad)
-            elif command == "batches" and writer is not None:
-                on_bad = functools.partial(_note_bad, bad)
-                messages = batch_messages(*args)
+                messages = _messages(memory, command, args)
                 _write_piece(writer, messages, tally, max_batch_bytes, on_bad)
             elif command == "finish" and writer is not None:
                 writer.finish()
@@ -144,12 +149,40 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
                 writer = None
             else:
                 return
-            replies.put(("ok", sink.take(), tally.records, bad))
+            replies.put(("ok", _reply_bytes(memory, sink.take()), tally.records, bad))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             if writer is not None:
                 writer.close()
             writer = None
             replies.put(error_reply(exc, tally.records, bad))
+
+
+def _messages(
+    memory: LaneMemory | None, command: str, args: list[Any]
+) -> Iterable[tuple[int, bytes | None]]:
+    """A piece's messages: as the service sent them (`add`), or read out of its fetched
+    batches (`batches`: the bytes or their slot, then the range and key wanted)."""
+    if command == "add":
+        messages: list[tuple[int, bytes | None]] = args[0]
+        return messages
+    where, *wanted = args
+    return batch_messages(_piece(memory, where), *wanted)
+
+
+def _piece(memory: LaneMemory | None, where: bytes | tuple[int, int]) -> bytes | memoryview:
+    """A piece of batches as sent: its bytes, or (slot, size) in the shared memory."""
+    if isinstance(where, bytes):
+        return where
+    if memory is None:
+        raise RuntimeError("a piece in shared memory, but none was shared")
+    return memory.piece(*where)
+
+
+def _reply_bytes(memory: LaneMemory | None, data: bytes) -> bytes | tuple[int, int]:
+    """A reply's bytes, or where they are in the shared memory."""
+    if memory is None or not data or not memory.fits(len(data)):
+        return data
+    return memory.put_reply(data)
 
 
 def _write_piece(
@@ -183,6 +216,44 @@ class LanePool(WorkerPool):
         self.cores = cores or os.cpu_count() or 1
         self._load = load or (lambda: 1)
         """Exports this instance has taken on (running or waiting for a slot)."""
+        self._memory: dict[Worker, LaneMemory] = {}
+
+    def memory_of(self, lane: Worker) -> LaneMemory | None:
+        """The memory shared with `lane`, made and handed over on first use (None where
+        there is no `memfd`: everything then takes the pipe)."""
+        if not lane_slots.AVAILABLE:
+            return None
+        with self._lock:
+            memory = self._memory.get(lane)
+        if memory is None:
+            memory = LaneMemory.create(LANE_DEPTH)
+            try:
+                lane.send("memory", LANE_DEPTH)
+                lane.send_handle(memory.fd)
+            except BaseException:
+                memory.close()
+                raise
+            with self._lock:
+                self._memory[lane] = memory
+        return memory
+
+    def checkin(self, worker: Worker, *, reusable: bool) -> None:
+        super().checkin(worker, reusable=reusable)
+        if worker.conn.closed:  # killed: its memory goes too
+            self._drop_memory(worker)
+
+    def stop(self) -> None:
+        super().stop()
+        with self._lock:
+            lanes = list(self._memory)
+        for lane in lanes:
+            self._drop_memory(lane)
+
+    def _drop_memory(self, lane: Worker) -> None:
+        with self._lock:
+            memory = self._memory.pop(lane, None)
+        if memory is not None:
+            memory.close()
 
     def spare_lanes(self) -> int:
         """Workers an export may take beyond its first: the cores no other export needs."""
@@ -242,20 +313,33 @@ class LaneWriter:
             return
         key = source.key.encode() if source.key is not None else None
         wanted = (source.start_offset, source.end_offset, key)
+        data = memoryview(fetched.data)
         piece_start = 0
         for end in fetched.ends:
             if end - piece_start >= PIECE_BYTES or end == fetched.ends[-1]:
-                self._send(tally, "batches", fetched.data[piece_start:end], *wanted)
+                lane = self._next_lane(tally)
+                memory = self._pool.memory_of(lane)
+                piece = data[piece_start:end]
+                if memory is not None and memory.fits(len(piece)):
+                    lane.send("batches", memory.put_piece(piece), *wanted)
+                else:
+                    lane.send("batches", bytes(piece), *wanted)
+                self._pending.append(lane)
                 piece_start = end
 
     def _send(self, tally: Tally, *command: Any) -> None:
+        lane = self._next_lane(tally)
+        lane.send(*command)
+        self._pending.append(lane)
+
+    def _next_lane(self, tally: Tally) -> Worker:
+        """The lane to send to next, once it holds fewer than `LANE_DEPTH` pieces."""
         # Lanes in turn, so the oldest reply is always from the lane sent to next.
         while len(self._pending) >= len(self._lanes) * LANE_DEPTH:
             self._collect(self._pending.popleft(), tally)
         lane = self._lanes[self._sent % len(self._lanes)]
         self._sent += 1
-        lane.send(*command)
-        self._pending.append(lane)
+        return lane
 
     def finish(self, tally: Tally) -> None:
         while self._pending:
@@ -275,6 +359,16 @@ class LaneWriter:
         for lane in lanes:
             self._pool.checkin(lane, reusable=False)
 
+    def _reply_bytes(self, lane: Worker, where: bytes | tuple[int, int]) -> bytes | memoryview:
+        """A reply's bytes: sent on the pipe, or where they are in the shared memory (read
+        before the next piece goes to that lane, which frees their slot)."""
+        if isinstance(where, bytes):
+            return where
+        memory = self._pool.memory_of(lane)
+        if memory is None:
+            raise RuntimeError("a reply in shared memory, but none was shared")
+        return memory.reply(*where)
+
     def _collect(self, lane: Worker, tally: Tally) -> None:
         """Take a lane's oldest reply: write its bytes, count its records and bad ones."""
         if self._sink is None:
@@ -289,5 +383,5 @@ class LaneWriter:
             skip_bad(tally, self._max_bad_records, offset, problem, count)
         if head[0] == "error":
             raise_reply(tuple(head))
-        if data := head[1]:
-            self._sink.write(data)
+        if where := head[1]:
+            self._sink.write(self._reply_bytes(lane, where))

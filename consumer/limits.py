@@ -51,7 +51,7 @@ class BoundedSink:
         self.bytes_written = 0
         """Bytes passed on so far."""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         if self.bytes_written + len(data) > self._limit:
             raise TooLarge(
                 f"the output passed {self._limit:,} bytes, the limit set by {BYTES_SETTING}"

@@ -17,7 +17,7 @@ LOG_OVERHEAD = 12
 
 
 def batch_messages(
-    data: bytes, start: int, end: int, key: bytes | None
+    data: bytes | memoryview, start: int, end: int, key: bytes | None
 ) -> Iterator[tuple[int, bytes | None]]:
     """(offset, value) of each record in `data` (whole batches) with `start <= offset <
     end` and the key `key` (any key when None), in offset order. A batch that is corrupt
@@ -26,14 +26,14 @@ def batch_messages(
 
 
 def stamped_messages(
-    data: bytes, start: int, end: int, key: bytes | None
+    data: bytes | memoryview, start: int, end: int, key: bytes | None
 ) -> Iterator[tuple[int, int, bytes | None]]:
     """As `batch_messages`, with each record's timestamp: (offset, timestamp, value)."""
     return _records(data, start, end, key, timestamps=True)
 
 
 def _records(
-    data: bytes, start: int, end: int, key: bytes | None, *, timestamps: bool
+    data: bytes | memoryview, start: int, end: int, key: bytes | None, *, timestamps: bool
 ) -> Iterator[Any]:
     pos = 0
     while pos < len(data):
@@ -45,7 +45,8 @@ def _records(
         yield from records
         if pos < len(data):
             size = LOG_OVERHEAD + int.from_bytes(data[pos + 8 : pos + 12], "big")
-            for offset, timestamp, value in _other_batch(data[pos : pos + size], start, end, key):
+            batch = bytes(data[pos : pos + size])
+            for offset, timestamp, value in _other_batch(batch, start, end, key):
                 yield (offset, timestamp, value) if timestamps else (offset, value)
             pos += size
 

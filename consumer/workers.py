@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import send_handle
 from typing import TYPE_CHECKING, Any
 
 from consumer.errors import (
@@ -73,6 +74,13 @@ class Worker:
     def send(self, *message: Any) -> None:
         try:
             self.conn.send(message)
+        except OSError as exc:
+            raise self._died() from exc
+
+    def send_handle(self, fd: int) -> None:
+        """Pass a file descriptor, after a message that tells the worker to take it."""
+        try:
+            send_handle(self.conn, fd, self.process.pid)
         except OSError as exc:
             raise self._died() from exc
 

@@ -82,7 +82,7 @@ class StagedOutput(Protocol):
     def sha256(self) -> str:
         """Hex digest of every byte written."""
 
-    def write(self, data: bytes) -> int: ...
+    def write(self, data: bytes | memoryview) -> int: ...
 
     async def commit(self) -> None:
         """Make the output visible, complete, only if it is absent; raises `OutputTaken` when

@@ -73,7 +73,7 @@ class StagedFile:
             ) from exc
         self._committed = False
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         try:
             written = self._file.write(data)
         except OSError as exc:

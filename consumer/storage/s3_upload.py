@@ -120,7 +120,7 @@ class S3Upload:
     def sha256(self) -> str:
         return self._sha256.hexdigest()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         """Take bytes; from a worker thread, since a full part is uploaded before returning."""
         self._sha256.update(data)
         self.bytes_written += len(data)

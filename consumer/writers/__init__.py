@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 class Sink(Protocol):
     """Where a writer puts its bytes (the store's staged file)."""
 
-    def write(self, data: bytes) -> int: ...
+    def write(self, data: bytes | memoryview) -> int: ...
 
 
 class Rejected(NamedTuple):

@@ -297,7 +297,7 @@ class _Position:
         self._sink = sink
         self._written = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._written += len(data)
         self._sink.write(bytes(data))
         return len(data)
