@@ -39,7 +39,7 @@ def batch(base: int, values: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(data)
 
 
-def source_log() -> tuple[list[FetchedBatches], list[RawMessage], list[bytes | None]]:
+def source_log() -> tuple[list[FetchedBatches], list[RawMessage], list[bytes]]:
     """Fetches of batches (one message of them far over a slot), the messages, their keys."""
     messages, keys = [], []
     fetches = []
