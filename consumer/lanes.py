@@ -29,6 +29,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consumer import lane_slots
+from consumer.heap import reuse_lane_buffers
 from consumer.lane_slots import LaneMemory
 from consumer.record_batches import batch_messages
 from consumer.runner_core import Tally, skip_bad, write_messages
@@ -72,6 +73,7 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
     soon: the service may have sent the next piece while this one was formatted, and
     neither side may wait on the other's full pipe.
     """
+    reuse_lane_buffers()
     replies: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
     sender = threading.Thread(target=_send_replies, args=(conn, replies), daemon=True)
     sender.start()
