@@ -74,7 +74,7 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
     neither side may wait on the other's full pipe.
     """
     reuse_lane_buffers()
-    replies: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+    replies: queue.SimpleQueue[Outgoing | None] = queue.SimpleQueue()
     sender = threading.Thread(target=_send_replies, args=(conn, replies), daemon=True)
     sender.start()
     try:
@@ -84,10 +84,37 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the worker
         sender.join()
 
 
-def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
+class _Reply(NamedTuple):
+    """A reply as the lane's main loop hands it to the thread that sends it."""
+
+    kind: str
+    """`ok` (a command's reply) or `more` (bytes ahead of it)."""
+    data: bytes
+    """What the writer wrote, not yet compressed."""
+    gzip: bool
+    memory: LaneMemory | None
+    """Where an `ok` reply's bytes go when they fit (else on the pipe)."""
+    counts: tuple[Any, ...] = ()
+    """An `ok` reply's records and bad ones."""
+
+    def packed(self) -> tuple[Any, ...]:
+        """The message: the bytes compressed to one gzip member with gzip (ISA-L lets go
+        of the GIL, so the lane formats its next piece meanwhile), and placed in the shared
+        memory where they fit."""
+        data = gzip_member(self.data) if self.gzip and self.data else self.data
+        if self.kind == "ok":
+            return ("ok", _reply_bytes(self.memory, data), *self.counts)
+        return (self.kind, data)
+
+
+Outgoing = _Reply | tuple[Any, ...]
+"""A reply, or an error as `error_reply` makes it."""
+
+
+def _send_replies(conn: Connection, replies: queue.SimpleQueue[Outgoing | None]) -> None:
     while (reply := replies.get()) is not None:
         try:
-            conn.send(reply)
+            conn.send(reply.packed() if isinstance(reply, _Reply) else reply)
         except OSError:  # the service is gone; the main loop ends at its next recv
             return
 
@@ -97,28 +124,26 @@ class _ReplySink:
     `more` reply ahead of the command's own, so a file that is written all at the end (a
     workbook's package) never sits whole in the lane, nor in one message on the pipe."""
 
-    def __init__(
-        self, replies: queue.SimpleQueue[tuple[Any, ...] | None], *, gzip: bool = False
-    ) -> None:
+    def __init__(self, replies: queue.SimpleQueue[Outgoing | None], *, gzip: bool = False) -> None:
         self._replies = replies
-        self._gzip = gzip
+        self.gzip = gzip
         self._buffer = io.BytesIO()
 
     def write(self, data: bytes | memoryview) -> int:
         self._buffer.write(data)
         if self._buffer.tell() >= SEND_BYTES:
-            self._replies.put(("more", self.take()))
+            self._replies.put(_Reply("more", self.take(), self.gzip, None))
         return len(data)
 
     def take(self) -> bytes:
-        """What was written since the last take (one gzip member of it, with gzip)."""
+        """What was written since the last take."""
         data = self._buffer.getvalue()
         self._buffer.seek(0)
         self._buffer.truncate()
-        return gzip_member(data) if self._gzip and data else data
+        return data
 
 
-def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
+def _work(conn: Connection, replies: queue.SimpleQueue[Outgoing | None]) -> None:
     writer: Writer | None = None
     sink = _ReplySink(replies)
     max_batch_bytes = 0
@@ -151,7 +176,7 @@ def _work(conn: Connection, replies: queue.SimpleQueue[tuple[Any, ...] | None]) 
                 writer = None
             else:
                 return
-            replies.put(("ok", _reply_bytes(memory, sink.take()), tally.records, bad))
+            replies.put(_Reply("ok", sink.take(), sink.gzip, memory, (tally.records, bad)))
         except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
             if writer is not None:
                 writer.close()
