@@ -69,6 +69,13 @@ class LaneMemory:
         """Copy a piece into the next slot towards the lane: (slot, size)."""
         return self._put(0, data)
 
+    def piece_space(self, size: int) -> tuple[tuple[int, int], memoryview]:
+        """The next slot towards the lane, to write a piece of `size` bytes into in place:
+        ((slot, size), where to write it)."""
+        slot = self._next[0]
+        self._next[0] = (slot + 1) % self.slots
+        return (slot, size), self._slot(slot, size)
+
     def put_reply(self, data: memoryview | bytes) -> tuple[int, int]:
         """Copy a reply's bytes into the next slot back to the service: (slot, size)."""
         return self._put(1, data)

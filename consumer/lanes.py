@@ -24,6 +24,7 @@ import functools
 import io
 import os
 import queue
+import struct
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,7 +40,7 @@ from consumer.writers.files import FileSpec, open_writer
 from consumer.writers.gzip_members import gzip_member
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from multiprocessing.connection import Connection
 
     from consumer.runner_core import SourceMessage
@@ -166,7 +167,7 @@ def _work(conn: Connection, replies: queue.SimpleQueue[Outgoing | None]) -> None
                 sink = _ReplySink(replies, gzip=spec.gzip)
                 writer = open_writer(spec)
                 writer.begin(sink)
-            elif command in {"add", "batches"} and writer is not None:
+            elif command in {"add", "messages", "batches"} and writer is not None:
                 on_bad = functools.partial(_note_bad, bad)
                 messages = _messages(memory, command, args)
                 _write_piece(writer, messages, tally, max_batch_bytes, on_bad)
@@ -187,13 +188,49 @@ def _work(conn: Connection, replies: queue.SimpleQueue[Outgoing | None]) -> None
 def _messages(
     memory: LaneMemory | None, command: str, args: list[Any]
 ) -> Iterable[tuple[int, bytes | None]]:
-    """A piece's messages: as the service sent them (`add`), or read out of its fetched
-    batches (`batches`: the bytes or their slot, then the range and key wanted)."""
+    """A piece's messages: as the service sent them (`add`, or packed in a slot:
+    `messages`), or read out of its fetched batches (`batches`: the bytes or their slot,
+    then the range and key wanted)."""
     if command == "add":
         messages: list[tuple[int, bytes | None]] = args[0]
         return messages
+    if command == "messages":
+        return unpack_messages(_piece(memory, args[0]))
     where, *wanted = args
     return batch_messages(_piece(memory, where), *wanted)
+
+
+_ENTRY = struct.Struct(">qi")
+"""A packed message's offset and its value's length (-1: no value)."""
+
+
+def packed_size(piece: list[tuple[int, bytes | None]]) -> int:
+    return sum(_ENTRY.size + len(value or b"") for _, value in piece)
+
+
+def pack_messages(piece: list[tuple[int, bytes | None]], into: memoryview) -> None:
+    """Messages end to end, written into `into` (`packed_size` bytes): each its offset and
+    length, then its value."""
+    pos = 0
+    for offset, value in piece:
+        _ENTRY.pack_into(into, pos, offset, -1 if value is None else len(value))
+        pos += _ENTRY.size
+        if value:
+            into[pos : pos + len(value)] = value
+            pos += len(value)
+
+
+def unpack_messages(data: bytes | memoryview) -> Iterator[tuple[int, bytes | None]]:
+    """The messages `pack_messages` packed."""
+    pos, size = 0, len(data)
+    while pos < size:
+        offset, length = _ENTRY.unpack_from(data, pos)
+        pos += _ENTRY.size
+        if length < 0:
+            yield offset, None
+        else:
+            yield offset, bytes(data[pos : pos + length])
+            pos += length
 
 
 def _piece(memory: LaneMemory | None, where: bytes | tuple[int, int]) -> bytes | memoryview:
@@ -327,10 +364,10 @@ class LaneWriter:
             piece.append((message.offset, message.value))
             size += len(message.value or b"")
             if size >= PIECE_BYTES:
-                self._send(tally, "add", piece)
+                self._send_messages(piece, tally)
                 piece, size = [], 0
         if piece:
-            self._send(tally, "add", piece)
+            self._send_messages(piece, tally)
 
     def write_batches(self, fetched: FetchedBatches, source: SourceRange, tally: Tally) -> None:
         """A fetch's record batches as the broker sent them: the lanes read the records of
@@ -353,6 +390,20 @@ class LaneWriter:
                     lane.send("batches", bytes(piece), *wanted)
                 self._pending.append(lane)
                 piece_start = end
+
+    def _send_messages(self, piece: list[tuple[int, bytes | None]], tally: Tally) -> None:
+        """A piece of messages (a window's, merged): packed into the lane's memory where it
+        fits, else pickled onto the pipe."""
+        lane = self._next_lane(tally)
+        memory = self._pool.memory_of(lane)
+        size = packed_size(piece)
+        if memory is not None and memory.fits(size):
+            where, space = memory.piece_space(size)
+            pack_messages(piece, space)
+            lane.send("messages", where)
+        else:
+            lane.send("add", piece)
+        self._pending.append(lane)
 
     def _send(self, tally: Tally, *command: Any) -> None:
         lane = self._next_lane(tally)

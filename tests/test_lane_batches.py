@@ -10,9 +10,18 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer import lane_slots
-from consumer.lanes import LanePool, LaneWriter, RawMessage
+from consumer.lanes import (
+    LanePool,
+    LaneWriter,
+    RawMessage,
+    pack_messages,
+    packed_size,
+    unpack_messages,
+)
 from consumer.runner_core import Tally
 from consumer.source.fetch import FetchedBatches, whole_batches
 from consumer.structs import ExportFormat, ExportOptions, SourceRange
@@ -145,3 +154,29 @@ def test_abandoned_exports_leave_no_shared_memory_behind(pool) -> None:
         writer.close()  # not finished: its lanes are killed, new ones start next time
     export_batches(pool, ExportFormat.CSV, fetches, source)
     assert open_descriptors() == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**62), st.one_of(st.none(), st.binary(max_size=50)))))
+def test_packed_messages_unpack_as_they_were(piece: list[tuple[int, bytes | None]]) -> None:
+    """A window's piece as it goes through a lane's memory: offsets, values, tombstones."""
+    space = bytearray(packed_size(piece))
+    pack_messages(piece, memoryview(space))
+    assert list(unpack_messages(memoryview(space))) == piece
+
+
+def test_window_pieces_through_shared_memory_write_what_one_writer_does(pool) -> None:
+    """Merged messages (a window's) in pieces packed into the lanes' memory, one of them
+    over a slot (it takes the pipe), and a tombstone (a bad record, skipped)."""
+    _, messages, _ = source_log()
+    window = [*messages[:40], RawMessage(9_999, None), *messages[40:]]
+    sink, tally = io.BytesIO(), Tally()
+    writer = LaneWriter(pool, FileSpec.of(ExportFormat.CSV, COLUMNS, ExportOptions()), (1, 1 << 24))
+    try:
+        writer.begin(sink, tally)
+        writer.write_messages(window, tally)
+        writer.finish(tally)
+    finally:
+        writer.close()
+    assert sink.getvalue() == export_messages(pool, ExportFormat.CSV, messages)
+    assert tally.skipped == 1
