@@ -7,14 +7,16 @@ is its pieces end to end (CSV, JSON Lines), while the machine has cores no other
 needs, more of them: its lanes. With gzip each reply's bytes are one gzip member, and a
 file of members end to end is one gzip file (RFC 1952), so lanes compress in parallel too.
 
-Each fetch's raw message values go to the lanes in turn, in pieces; a lane
-decodes and formats one piece at a time and sends back its bytes and bad-record
-findings, which the service takes in the order the pieces were sent, so the file's rows
-keep the topic's order and the bad-record limit is counted in offset order.
-While a thread waits for a lane the event loop is free, and aiokafka fetches the next
-batch in the background. A lane holds at most two pieces, the one it formats and the
-next, and sends its replies from a thread, so it is never idle waiting for the service
-and neither side blocks on the other's full pipe.
+Each fetch goes to the lanes in turn, in pieces: a range's as whole record batches, which
+the lane reads the records out of (`consumer.record_batches`), a window's as its merged
+messages. A lane decodes and formats one piece at a time and sends back its bytes and
+bad-record findings, which the service takes in the order the pieces were sent, so the
+file's rows keep the topic's order and the bad-record limit is counted in offset order.
+Pieces and rows travel in memory the service shares with the lane (`lane_slots.py`)
+where they fit, else on its pipe. While a thread waits for a lane the event loop is free
+and the next fetch is under way. A lane holds at most two pieces, the one it formats and
+the next, and sends its replies from a thread (compressing them there, with gzip), so it
+is never idle waiting for the service and neither side blocks on the other's full pipe.
 """
 
 from __future__ import annotations
@@ -290,6 +292,7 @@ class LanePool(WorkerPool):
         with self._lock:
             memory = self._memory.get(lane)
         if memory is None:
+            self._drop_dead_lanes_memory()
             memory = LaneMemory.create(LANE_DEPTH)
             try:
                 lane.send("memory", LANE_DEPTH)
@@ -311,6 +314,13 @@ class LanePool(WorkerPool):
         with self._lock:
             lanes = list(self._memory)
         for lane in lanes:
+            self._drop_memory(lane)
+
+    def _drop_dead_lanes_memory(self) -> None:
+        """Lanes that died idle are closed by the pool when found: their memory goes too."""
+        with self._lock:
+            dead = [lane for lane in self._memory if lane.conn.closed]
+        for lane in dead:
             self._drop_memory(lane)
 
     def _drop_memory(self, lane: Worker) -> None:
