@@ -117,9 +117,20 @@ Outgoing = _Reply | tuple[Any, ...]
 def _send_replies(conn: Connection, replies: queue.SimpleQueue[Outgoing | None]) -> None:
     while (reply := replies.get()) is not None:
         try:
-            conn.send(reply.packed() if isinstance(reply, _Reply) else reply)
+            conn.send(_message(reply))
         except OSError:  # the service is gone; the main loop ends at its next recv
             return
+
+
+def _message(reply: Outgoing) -> tuple[Any, ...]:
+    """The reply as sent; one that cannot be packed fails its command (the service then
+    abandons the export and its lanes), rather than ending this thread unanswered."""
+    if not isinstance(reply, _Reply):
+        return reply
+    try:
+        return reply.packed()
+    except Exception as exc:  # noqa: BLE001 - the process boundary: report, don't die
+        return error_reply(exc, *(reply.counts or (0, [])))
 
 
 class _ReplySink:

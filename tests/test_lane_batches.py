@@ -18,6 +18,8 @@ from consumer.lanes import (
     LanePool,
     LaneWriter,
     RawMessage,
+    _message,
+    _Reply,
     pack_messages,
     packed_size,
     unpack_messages,
@@ -180,3 +182,20 @@ def test_window_pieces_through_shared_memory_write_what_one_writer_does(pool) ->
         writer.close()
     assert sink.getvalue() == export_messages(pool, ExportFormat.CSV, messages)
     assert tally.skipped == 1
+
+
+class _FullMemory:
+    """Memory whose slot cannot be written (as if the mapping were gone)."""
+
+    def fits(self, size: int) -> bool:  # noqa: ARG002 - LaneMemory's signature
+        return True
+
+    def put_reply(self, data: bytes) -> tuple[int, int]:  # noqa: ARG002 - the same
+        raise OSError("mapping gone")
+
+
+def test_a_reply_that_cannot_be_packed_fails_its_command() -> None:
+    """The reply thread answers with the command's failure (internal, naming the error)
+    and the counts so far, instead of dying and leaving the service waiting."""
+    reply = _Reply("ok", b"rows", False, _FullMemory(), (3, []))  # type: ignore[arg-type]
+    assert _message(reply) == ("error", "internal", "OSError: mapping gone", None, 3, [])
