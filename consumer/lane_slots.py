@@ -72,6 +72,8 @@ class LaneMemory:
     def piece_space(self, size: int) -> tuple[tuple[int, int], memoryview]:
         """The next slot towards the lane, to write a piece of `size` bytes into in place:
         ((slot, size), where to write it)."""
+        if not self.fits(size):
+            raise ValueError(f"{size:,} bytes do not fit a slot")  # callers ask first
         slot = self._next[0]
         self._next[0] = (slot + 1) % self.slots
         return (slot, size), self._slot(slot, size)
@@ -87,6 +89,8 @@ class LaneMemory:
         return self._slot(self.slots + slot, size)
 
     def _put(self, direction: int, data: memoryview | bytes) -> tuple[int, int]:
+        if not self.fits(len(data)):
+            raise ValueError(f"{len(data):,} bytes do not fit a slot")  # callers ask first
         slot = self._next[direction]
         self._next[direction] = (slot + 1) % self.slots
         at = (direction * self.slots + slot) * SLOT_BYTES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -183,15 +184,18 @@ class ExportRunner:
                 if isinstance(writer, LaneWriter) and isinstance(reader, SourceReader):
                     # The lanes read the records out of the fetched batches themselves.
                     source = reader.source
-                    async for fetched in reader.fetched_batches():
-                        write = functools.partial(writer.write_batches, fetched, source, tally)
-                        await run_off_loop(write)
-                        await progress.update(tally.records, reader.read_offsets())
+                    # Closed on leaving, so a fetch in flight stops with the export.
+                    async with contextlib.aclosing(reader.fetched_batches()) as fetches:
+                        async for fetched in fetches:
+                            write = functools.partial(writer.write_batches, fetched, source, tally)
+                            await run_off_loop(write)
+                            await progress.update(tally.records, reader.read_offsets())
                 else:
-                    async for messages in reader.batches():
-                        write = functools.partial(writer.write_messages, messages, tally)
-                        await run_off_loop(write)
-                        await progress.update(tally.records, reader.read_offsets())
+                    async with contextlib.aclosing(reader.batches()) as batches:
+                        async for messages in batches:
+                            write = functools.partial(writer.write_messages, messages, tally)
+                            await run_off_loop(write)
+                            await progress.update(tally.records, reader.read_offsets())
                 await run_off_loop(functools.partial(writer.finish, tally))
                 # Once the output is being made visible its manifest must follow, even if a
                 # rebalance or the deadline cancels us now: an object in the bucket without

@@ -139,7 +139,8 @@ static int read_records(const uint8_t *batch, const uint8_t *batch_end, int64_t 
     const uint8_t *p = batch + HEADER;
     for (int32_t i = 0; i < count; i++) {
         int64_t length, timestamp_delta, offset_delta, field_len;
-        if (read_varint(&p, batch_end, 5, &length) < 0 || length < 0 ||
+        /* A record holds its attributes byte at least (stepped over below). */
+        if (read_varint(&p, batch_end, 5, &length) < 0 || length < 1 ||
             length > batch_end - p) {
             batch_error(base, "a record runs past the batch's end");
             return -1;

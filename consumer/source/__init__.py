@@ -10,7 +10,7 @@ from consumer.source.window import WindowReader
 from consumer.structs import SourceRange
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
     from types import TracebackType
 
     from consumer.runner_core import SourceMessage
@@ -35,7 +35,7 @@ class Reader(Protocol):
 
     def read_offsets(self) -> tuple[int, int]: ...
 
-    def batches(self) -> AsyncIterator[Sequence[SourceMessage]]: ...
+    def batches(self) -> AsyncGenerator[Sequence[SourceMessage], None]: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -17,7 +17,7 @@ from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
     from types import TracebackType
 
     from aiokafka.structs import ConsumerRecord
@@ -193,7 +193,7 @@ class SourceReader:
         span = src.end_offset - src.start_offset
         return min(max(self.position - src.start_offset, 0), span), span
 
-    async def batches(self) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    async def batches(self) -> AsyncGenerator[list[ConsumerRecord[bytes, bytes]], None]:
         """Messages of the range that match the key, a fetch (or quiet poll) at a time."""
         src = self._source
         if src.end_offset <= src.start_offset:
@@ -226,7 +226,7 @@ class SourceReader:
             # no message matched the key) and can bring its counts up to date.
             yield chosen
 
-    async def fetched_batches(self) -> AsyncIterator[FetchedBatches]:
+    async def fetched_batches(self) -> AsyncGenerator[FetchedBatches, None]:
         """The range's record batches as the broker sends them, a fetch at a time, for the
         lanes to read (`consumer.record_batches`): the batches that hold the range, whose
         records outside it (and of other keys) the reader leaves out. Each fetch is asked

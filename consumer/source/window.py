@@ -36,7 +36,7 @@ from consumer.source.range import (
 from consumer.structs import PartitionRange
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
     from types import TracebackType
 
     from aiokafka.structs import OffsetAndTimestamp
@@ -144,7 +144,7 @@ class WindowReader:
         done = sum(self._positions[r.partition] - r.start_offset for r in self.ranges)
         return done, sum(r.end_offset - r.start_offset for r in self.ranges)
 
-    async def batches(self) -> AsyncIterator[list[WindowMessage]]:
+    async def batches(self) -> AsyncGenerator[list[WindowMessage], None]:
         """The window's messages, merged by timestamp, as the merge lets them leave (an
         empty list when no fetch came for a poll's time: the source is quiet)."""
         reading = {r.partition: r for r in self.ranges if r.end_offset > r.start_offset}
