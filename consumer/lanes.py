@@ -458,7 +458,7 @@ class LaneWriter:
         for lane in lanes:
             self._pool.checkin(lane, reusable=False)
 
-    def _reply_bytes(self, lane: Worker, where: bytes | tuple[int, int]) -> bytes | memoryview:
+    def _reply_data(self, lane: Worker, where: bytes | tuple[int, int]) -> bytes | memoryview:
         """A reply's bytes: sent on the pipe, or where they are in the shared memory (read
         before the next piece goes to that lane, which frees their slot)."""
         if isinstance(where, bytes):
@@ -483,4 +483,4 @@ class LaneWriter:
         if head[0] == "error":
             raise_reply(tuple(head))
         if where := head[1]:
-            self._sink.write(self._reply_bytes(lane, where))
+            self._sink.write(self._reply_data(lane, where))

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 LOG_OVERHEAD = 12
-"""A batch's base offset and length, ahead of the bytes the length counts."""
+"""A batch's base offset and length, ahead of the bytes the length counts (the header walk
+in `consumer.source.fetch` uses it too)."""
 
 
 def batch_messages(

@@ -19,6 +19,7 @@ from typing import Protocol
 import pytest
 
 from consumer.broker import EmbeddedBroker, free_port
+from consumer.lanes import LanePool
 from tests.apache_kafka import KAFKA_VERSION, ApacheKafka, KafkaUnavailable, resolve_jars
 
 CHOICES = ("auto", "kafka", "tansu")
@@ -163,3 +164,11 @@ def own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
         yield own
     finally:
         own.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[LanePool]:
+    """Lanes for one export on a machine of three cores: two idle ones to spread over."""
+    lanes = LanePool(size=5, cores=3, load=lambda: 1)
+    yield lanes
+    lanes.stop()

@@ -26,13 +26,6 @@ from consumer.writers.files import FileInfo, FileSpec
 INFO = FileInfo(export_id="inv-9", title="Invoices, November", source='{"topic":"t"}')
 
 
-@pytest.fixture(scope="module")
-def pool():
-    pool = LanePool(size=5, cores=3, load=lambda: 1)
-    yield pool
-    pool.stop()
-
-
 def write(
     pool: LanePool,
     fmt: ExportFormat,

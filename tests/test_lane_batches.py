@@ -77,13 +77,6 @@ def open_descriptors() -> int:
     return sum(1 for _ in Path("/proc/self/fd").iterdir())
 
 
-@pytest.fixture(scope="module")
-def pool():
-    pool = LanePool(size=5, cores=3, load=lambda: 1)
-    yield pool
-    pool.stop()
-
-
 def export_batches(
     pool: LanePool, fmt: ExportFormat, fetches: list[FetchedBatches], source: SourceRange
 ) -> bytes:
@@ -99,9 +92,15 @@ def export_batches(
     return sink.getvalue()
 
 
-def export_messages(pool: LanePool, fmt: ExportFormat, messages: list[RawMessage]) -> bytes:
-    sink, tally = io.BytesIO(), Tally()
-    writer = LaneWriter(pool, FileSpec.of(fmt, COLUMNS, ExportOptions()), (0, 1 << 24))
+def export_messages(
+    pool: LanePool,
+    fmt: ExportFormat,
+    messages: list[RawMessage],
+    tally: Tally | None = None,
+    max_bad: int = 0,
+) -> bytes:
+    sink, tally = io.BytesIO(), tally or Tally()
+    writer = LaneWriter(pool, FileSpec.of(fmt, COLUMNS, ExportOptions()), (max_bad, 1 << 24))
     try:
         writer.begin(sink, tally)
         writer.write_messages(messages, tally)
@@ -172,15 +171,9 @@ def test_window_pieces_through_shared_memory_write_what_one_writer_does(pool) ->
     over a slot (it takes the pipe), and a tombstone (a bad record, skipped)."""
     _, messages, _ = source_log()
     window = [*messages[:40], RawMessage(9_999, None), *messages[40:]]
-    sink, tally = io.BytesIO(), Tally()
-    writer = LaneWriter(pool, FileSpec.of(ExportFormat.CSV, COLUMNS, ExportOptions()), (1, 1 << 24))
-    try:
-        writer.begin(sink, tally)
-        writer.write_messages(window, tally)
-        writer.finish(tally)
-    finally:
-        writer.close()
-    assert sink.getvalue() == export_messages(pool, ExportFormat.CSV, messages)
+    tally = Tally()
+    out = export_messages(pool, ExportFormat.CSV, window, tally, max_bad=1)
+    assert out == export_messages(pool, ExportFormat.CSV, messages)
     assert tally.skipped == 1
 
 

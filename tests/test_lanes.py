@@ -18,13 +18,6 @@ from producer_tools.records import COLUMNS, generate
 OPTIONS = ExportOptions(bom=True)
 
 
-@pytest.fixture(scope="module")
-def pool():
-    pool = LanePool(size=5, cores=3, load=lambda: 1)  # one export: two idle cores
-    yield pool
-    pool.stop()
-
-
 def fetches(count: int, per_fetch: int = 2) -> list[list[RawMessage]]:
     """`count` fetches of `per_fetch` messages, 25 records each, offsets from 100."""
     messages = [

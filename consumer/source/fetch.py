@@ -18,6 +18,7 @@ from aiokafka import errors
 from aiokafka.protocol.fetch import FetchRequest
 
 from consumer.errors import SourceUnavailable
+from consumer.record_batches import LOG_OVERHEAD
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,8 +31,6 @@ RETRY_S = 0.1
 """Pause before asking again after a leader change or while a broker is away."""
 V2 = 2
 """The message format of record batches (Kafka 0.11 on)."""
-LOG_OVERHEAD = 12
-"""A batch's base offset and length, ahead of the bytes the length counts."""
 MAGIC_AT = 16
 """The message format's version (the magic byte), after the base offset and length."""
 LAST_OFFSET_DELTA_AT = 23
@@ -49,6 +48,8 @@ class FetchedBatches:
     """The fetch's bytes; whole batches up to `ends[-1]`, then perhaps part of one."""
     ends: tuple[int, ...]
     """Where each whole batch ends in `data`."""
+    next_offset: int | None = None
+    """The offset after the last whole batch (None when there is none)."""
 
 
 def whole_batches(data: bytes) -> tuple[tuple[int, ...], int | None]:
@@ -84,10 +85,25 @@ class BatchFetcher:
         self._fetch_bytes = fetch_bytes
         self._max_wait_ms = max_wait_ms
 
-    async def fetch(self, position: int) -> bytes:
-        """The partition's bytes from `position`: empty when nothing is written there yet
-        (within the wait). A leader change or a broker that is away is waited out, as the
-        consumer waits it out, within the caller's deadline."""
+    async def fetch(self, position: int) -> FetchedBatches:
+        """The partition's whole batches from `position`: none when nothing is written
+        there yet (within the wait); `source_unavailable` when the broker sent only part of
+        a batch larger than the fetch, which no later fetch would get past."""
+        data = await self._fetch_bytes_at(position)
+        ends, next_offset = whole_batches(data)
+        if next_offset is None and data:
+            tp = self._tp
+            raise SourceUnavailable(
+                f"source: the record batch at offset {position} of {tp.topic}[{tp.partition}] "
+                f"is larger than a fetch ({self._fetch_bytes:,} bytes), and the broker sent "
+                "part of it",
+                offset=position,
+            )
+        return FetchedBatches(data, ends, next_offset)
+
+    async def _fetch_bytes_at(self, position: int) -> bytes:
+        """The partition's bytes from `position`. A leader change or a broker that is away
+        is waited out, as the consumer waits it out, within the caller's deadline."""
         tp = self._tp
         request = FetchRequest(
             self._max_wait_ms,

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, UnknownError
 
 from consumer.errors import SourceUnavailable
-from consumer.source.fetch import BatchFetcher, FetchedBatches, whole_batches
+from consumer.source.fetch import BatchFetcher
 from consumer.structs import PartitionRange
 from consumer.topic_access import unavailable
 from consumer.topics import topic_partitions
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
 
     from consumer.settings import Settings
+    from consumer.source.fetch import FetchedBatches
     from consumer.structs import SourceRange
 
 log = logging.getLogger(__name__)
@@ -240,22 +241,14 @@ class SourceReader:
         quiet_since = time.monotonic()
         try:
             while self.position < src.end_offset:
-                data = await pending
-                ends, next_offset = whole_batches(data)
-                if next_offset is None and data:
-                    raise SourceUnavailable(
-                        f"source: the record batch at offset {self.position} of "
-                        f"{src.topic}[{src.partition}] is larger than a fetch "
-                        f"({self._fetch_bytes:,} bytes), and the broker sent part of it",
-                        offset=self.position,
-                    )
-                if next_offset is not None:
-                    self.position = min(max(self.position, next_offset), src.end_offset)
+                fetched = await pending
+                if fetched.next_offset is not None:
+                    self.position = min(max(self.position, fetched.next_offset), src.end_offset)
                 if self.position < src.end_offset:
                     pending = asyncio.ensure_future(fetcher.fetch(self.position))
-                if ends or time.monotonic() - quiet_since >= POLL_TIMEOUT_MS / 1000:
+                if fetched.ends or time.monotonic() - quiet_since >= POLL_TIMEOUT_MS / 1000:
                     quiet_since = time.monotonic()
-                    yield FetchedBatches(data, ends)
+                    yield fetched
         finally:
             # A fetch not waited for is of no interest now (nor its error, if it failed).
             if not pending.cancel() and not pending.cancelled():

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from consumer.errors import SourceUnavailable
 from consumer.record_batches import stamped_messages
 from consumer.settings import WindowLookup
-from consumer.source.fetch import BatchFetcher, whole_batches
+from consumer.source.fetch import BatchFetcher, FetchedBatches
 from consumer.source.merge import TimestampMerge
 from consumer.source.range import (
     MIN_FETCH_BYTES,
@@ -160,7 +160,7 @@ class WindowReader:
         merge: TimestampMerge[WindowMessage] = TimestampMerge(sorted(reading))
         waiting = dict.fromkeys(reading, 0)
         """Bytes of each partition's messages waiting in the merge."""
-        pending: dict[int, asyncio.Task[bytes]] = {}
+        pending: dict[int, asyncio.Task[FetchedBatches]] = {}
         try:
             while not merge.done:
                 # A partition fetches while less than a share of it waits in the merge, so
@@ -190,34 +190,28 @@ class WindowReader:
     def _take_fetch(
         self,
         partition: int,
-        data: bytes,
+        fetched: FetchedBatches,
         span: PartitionRange,
         merge: TimestampMerge[WindowMessage],
     ) -> list[WindowMessage]:
         """A partition's fetch into the merge: its messages in the window (and of the key);
         at its range's end the partition is done."""
-        ends, next_offset = whole_batches(data)
         position = self._positions[partition]
-        if next_offset is None and data:
-            raise SourceUnavailable(
-                f"source: the record batch at offset {position} of "
-                f"{self._window.topic}[{partition}] is larger than a fetch "
-                f"({self._share:,} bytes), and the broker sent part of it",
-                offset=position,
-            )
         chosen: list[WindowMessage] = []
-        if ends:
+        if fetched.ends:
             window = self._window
             key = window.key.encode() if window.key is not None else None
-            records = stamped_messages(data[: ends[-1]], position, span.end_offset, key)
+            records = stamped_messages(
+                fetched.data[: fetched.ends[-1]], position, span.end_offset, key
+            )
             chosen = [
                 WindowMessage(partition, offset, timestamp, value)
                 for offset, timestamp, value in records
                 if window.since_ms <= timestamp < window.until_ms
             ]
             merge.add(partition, chosen)
-        if next_offset is not None:
-            position = min(max(position, next_offset), span.end_offset)
+        if fetched.next_offset is not None:
+            position = min(max(position, fetched.next_offset), span.end_offset)
             self._positions[partition] = position
         if position >= span.end_offset:
             merge.finish(partition)
